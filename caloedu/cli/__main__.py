@@ -1,0 +1,5 @@
+import sys
+
+from caloedu.cli import main
+
+sys.exit(main())
