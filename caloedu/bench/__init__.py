@@ -1,0 +1,1 @@
+"""Benchmarks behind ``caloedu bench``: one module per benchmark, each with ``register(subparsers)``."""
