@@ -1,0 +1,19 @@
+"""Keras 3 layers for attention and transformers (torch backend; runs on CUDA when present)."""
+
+from caloedu.layers.attention import (
+    MultiHeadAttention,
+    merge_heads,
+    scaled_dot_product_attention,
+    split_heads,
+    stable_softmax,
+)
+from caloedu.layers.masks import causal_mask, merge_masks, padding_mask
+from caloedu.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_encoding
+from caloedu.layers.transformer import FeedForward, TransformerDecoderBlock, TransformerEncoderBlock
+
+__all__ = [
+    "scaled_dot_product_attention", "stable_softmax", "split_heads", "merge_heads", "MultiHeadAttention",
+    "causal_mask", "padding_mask", "merge_masks",
+    "sinusoidal_encoding", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding",
+    "FeedForward", "TransformerEncoderBlock", "TransformerDecoderBlock",
+]
