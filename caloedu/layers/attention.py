@@ -16,6 +16,7 @@ from caloedu.layers.masks import causal_mask, merge_masks
 
 def stable_softmax(x, axis=-1):
     """Softmax that subtracts the maximum first, so large scores do not overflow exp()."""
+    x = ops.convert_to_tensor(x)
     x = x - ops.stop_gradient(ops.max(x, axis=axis, keepdims=True))
     e = ops.exp(x)
     return e / ops.sum(e, axis=axis, keepdims=True)

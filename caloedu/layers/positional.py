@@ -39,14 +39,24 @@ class SinusoidalPositionalEncoding(keras.layers.Layer):
         self.base = float(base)
 
     def build(self, input_shape):
-        # A non-trainable table, rebuilt from the config rather than saved with the weights.
-        self.encoding = ops.convert_to_tensor(sinusoidal_encoding(self.max_length, input_shape[-1], self.base))
+        # A fixed table, rebuilt from the config rather than saved with the weights. It is moved to
+        # the input's device on first use there (Keras traces shapes on torch's "meta" device).
+        self._table = sinusoidal_encoding(self.max_length, input_shape[-1], self.base)
+        self._on_device = {}
+
+    def _encoding(self, x):
+        import torch
+
+        key = (x.device, x.dtype)
+        if key not in self._on_device:
+            self._on_device[key] = torch.as_tensor(self._table, device=x.device, dtype=x.dtype)
+        return self._on_device[key]
 
     def call(self, x):
         length = ops.shape(x)[1]
         if isinstance(length, int) and length > self.max_length:
             raise ValueError(f"Sequence of length {length} is longer than max_length={self.max_length}.")
-        return x + ops.cast(self.encoding[:length], x.dtype)
+        return x + self._encoding(x)[:length]
 
     def get_config(self):
         config = super().get_config()
