@@ -50,3 +50,10 @@ def test_wrong_shapes_and_names_raise_value_errors():
         geometry.check_showers(np.zeros((2, 100)))
     with pytest.raises(ValueError, match="preset"):
         CalorimeterGeometry.from_name_or_path("ds7")
+
+
+def test_ds1_depths_follow_the_atlas_barrel_so_em_showers_are_contained():
+    geometry = CalorimeterGeometry.preset("ds1-photons")
+    front, back = geometry.layer_depth_x0
+    assert back[3] == pytest.approx(24.3, abs=0.5)  # presampler + 3 EM samplings ~ 24 X0 at |eta| ~ 0.2
+    assert back[11] - back[3] < 0.01, "the empty end-cap layers 4-11 add no depth"

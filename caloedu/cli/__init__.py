@@ -35,7 +35,7 @@ def main(argv=None):
         return 2
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         # User errors (bad file, wrong geometry...) get one clear line, not a traceback.
         print(f"caloedu {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -20,9 +20,16 @@ import numpy as np
 # 2 x (1.4 mm W + 0.3 mm Si) per layer: 2.8 mm of tungsten (X0 = 3.504 mm) is 0.80 X0.
 DS2_LAYER_X0 = 2 * 1.4 / 3.504
 
+# DS1 is the ATLAS barrel at |eta| ~ 0.2: 24 layer ids of which only the EM barrel (0-3) and the tile
+# barrel (12-14) have voxels. Approximate depths in X0: presampler with the material in front of it ~2,
+# strips 4.3, middle 16, back 2, tile A/BC/D ~ 1.5/4.1/1.8 interaction lengths (~11/30/14 X0). The
+# empty ids (outside this eta) get a negligible depth so they do not push the shower deeper.
+_EMPTY_X0 = 1e-3
+DS1_LAYER_X0 = (2.0, 4.3, 16.0, 2.0, *([_EMPTY_X0] * 8), 11.0, 30.0, 14.0, *([_EMPTY_X0] * 9))
+
 _PRESET_FILES = {
-    "ds1-photons": ("binning_dataset_1_photons.xml", None),
-    "ds1-pions": ("binning_dataset_1_pions.xml", None),
+    "ds1-photons": ("binning_dataset_1_photons.xml", DS1_LAYER_X0),
+    "ds1-pions": ("binning_dataset_1_pions.xml", DS1_LAYER_X0),
     "ds2": ("binning_dataset_2.xml", DS2_LAYER_X0),
     "ds3": ("binning_dataset_3.xml", DS2_LAYER_X0),
 }

@@ -1,0 +1,174 @@
+"""Showers as point clouds (MDMA, seed 001): every voxel above zero becomes a hit (z, alpha, r, E).
+
+Two steps, each invertible:
+1. ``showers_to_hits`` / ``hits_to_showers``: voxels <-> hits in cell units. A hit's coordinates are its
+   cell numbers plus uniform dequantisation noise, z = layer + U(0, 1), alpha = angular bin + U(0, 1),
+   r = radial bin + U(0, 1), so ``floor`` gives the voxel back; E is the voxel energy (MeV). Showers have
+   different numbers of hits: they are padded to ``max_hits`` and come with a boolean mask.
+2. `PointCloudTransform`: the scaling a network sees. Coordinates: min-max to [0, 1] (dividing by
+   n_layers, n_alpha, n_radial), logit, standardisation; energy: Box-Cox (lambda fitted), standardisation.
+
+    cloud = PointCloudTransform(geometry).fit(showers, seed=0)
+    points, mask = cloud.forward(showers, seed=1)        # (N, max_hits, 4), (N, max_hits)
+    showers_again = cloud.inverse(points, mask)          # (N, n_voxels) MeV, the same energies
+"""
+
+import numpy as np
+from scipy import special, stats
+
+from caloedu.data.geometry import CalorimeterGeometry
+
+FEATURES = ("z", "alpha", "r", "energy")
+
+
+def _voxel_cells(geometry):
+    """For every voxel in file order: its (layer, alpha bin, radial bin), three arrays (n_voxels,)."""
+    layers, alphas, radii = [], [], []
+    for layer in range(geometry.n_layers):
+        n_alpha, n_r = geometry.n_alpha[layer], int(geometry.n_radial[layer])
+        if n_r == 0:
+            continue
+        alpha, r = np.meshgrid(np.arange(n_alpha), np.arange(n_r), indexing="ij")  # r fastest
+        layers.append(np.full(alpha.size, layer))
+        alphas.append(alpha.reshape(-1))
+        radii.append(r.reshape(-1))
+    return np.concatenate(layers), np.concatenate(alphas), np.concatenate(radii)
+
+
+def showers_to_hits(showers, geometry, seed=None, max_hits=None):
+    """Voxel showers -> padded hits in cell units.
+
+    Args:
+        showers: (N, n_voxels) MeV.
+        geometry: their `CalorimeterGeometry`.
+        seed: int or Generator for the dequantisation noise.
+        max_hits: pad to this many hits (default: the largest number of hits in ``showers``).
+    Returns:
+        hits (N, max_hits, 4) float64 as (z, alpha, r, E), padding rows 0; mask (N, max_hits) bool.
+    """
+    geometry.check_showers(showers)
+    showers = np.asarray(showers)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    shower_index, voxel_index = np.nonzero(showers > 0)  # row-major: hits of a shower are contiguous
+    n_hits = np.bincount(shower_index, minlength=len(showers))
+    largest = int(n_hits.max()) if len(showers) else 0
+    if max_hits is None:
+        max_hits = largest
+    elif largest > max_hits:
+        raise ValueError(f"A shower has {largest} hits, more than max_hits={max_hits}; raise max_hits.")
+    starts = np.concatenate([[0], np.cumsum(n_hits)[:-1]])
+    slot = np.arange(len(shower_index)) - starts[shower_index]  # position of each hit in its shower
+
+    layer, alpha, r = _voxel_cells(geometry)
+    cells = np.stack([layer[voxel_index], alpha[voxel_index], r[voxel_index]], axis=1)
+    hits = np.zeros((len(showers), max_hits, 4))
+    hits[shower_index, slot, :3] = cells + rng.uniform(size=cells.shape)
+    hits[shower_index, slot, 3] = showers[shower_index, voxel_index]
+    mask = np.zeros((len(showers), max_hits), dtype=bool)
+    mask[shower_index, slot] = True
+    return hits, mask
+
+
+def hits_to_showers(hits, mask, geometry):
+    """Bin hits (cell units, as `showers_to_hits` makes them) back into voxels, summing energies.
+
+    Coordinates outside a layer's bins are clipped into its edge bins; hits in empty layers are lost.
+    Returns (N, n_voxels) float64 MeV.
+    """
+    hits = np.asarray(hits, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    n = len(hits)
+    shower_index, slot = np.nonzero(mask)
+    points = hits[shower_index, slot]  # (n_hits, 4)
+    layer = np.clip(np.floor(points[:, 0]).astype(np.int64), 0, geometry.n_layers - 1)
+    n_alpha = np.asarray(geometry.n_alpha)[layer]
+    n_r = geometry.n_radial[layer]
+    alpha = np.clip(np.floor(points[:, 1]).astype(np.int64), 0, n_alpha - 1)
+    r = np.clip(np.floor(points[:, 2]).astype(np.int64), 0, np.maximum(n_r - 1, 0))
+    keep = n_r > 0
+    voxel = geometry.layer_boundaries[layer] + alpha * n_r + r
+    flat = shower_index[keep] * geometry.n_voxels + voxel[keep]
+    showers = np.bincount(flat, weights=points[keep, 3], minlength=n * geometry.n_voxels)
+    return showers.reshape(n, geometry.n_voxels)
+
+
+class PointCloudTransform:
+    """Voxel showers <-> the scaled, padded point clouds a point-cloud generator learns (MDMA).
+
+    Args:
+        geometry: the `CalorimeterGeometry`.
+        max_hits: padding length (default: fitted, the largest number of hits seen by ``fit``).
+        alpha: logit squeeze, x' = alpha + (1 - 2 alpha) x, so cell edges stay finite.
+    """
+
+    def __init__(self, geometry, max_hits=None, alpha=1e-6, mean=None, std=None, boxcox_lambda=None):
+        if isinstance(geometry, dict):
+            geometry = CalorimeterGeometry.from_config(geometry)
+        self.geometry = geometry
+        self.max_hits = None if max_hits is None else int(max_hits)
+        self.alpha = float(alpha)
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+        self.std = None if std is None else np.asarray(std, dtype=np.float64)
+        self.boxcox_lambda = None if boxcox_lambda is None else float(boxcox_lambda)
+        # Min-max scale: the cell-unit coordinates run over [0, n_layers), [0, max n_alpha), [0, max n_r).
+        self._extent = np.array([geometry.n_layers, max(geometry.n_alpha), int(geometry.n_radial.max())], float)
+
+    def _unscaled(self, hits, mask):
+        """Cell-unit hits -> (logit coordinates, Box-Cox energy) before standardisation, (N, H, 4)."""
+        x = self.alpha + (1.0 - 2.0 * self.alpha) * hits[..., :3] / self._extent
+        out = np.zeros(hits.shape)
+        out[..., :3] = np.log(x) - np.log1p(-x)
+        energies = np.where(mask, hits[..., 3], 1.0)  # padding: any positive value, masked out later
+        out[..., 3] = special.boxcox(energies, self.boxcox_lambda)
+        return out
+
+    def fit(self, showers, seed=None, max_fit_hits=200_000):
+        """Fit the padding length, Box-Cox lambda (on at most ``max_fit_hits`` energies) and the scaler."""
+        hits, mask = showers_to_hits(showers, self.geometry, seed=seed)
+        if self.max_hits is None:
+            self.max_hits = hits.shape[1]
+        energies = hits[..., 3][mask]
+        if len(energies) == 0:
+            raise ValueError("Cannot fit a PointCloudTransform on showers without any hit.")
+        rng = np.random.default_rng(0)
+        sample = energies if len(energies) <= max_fit_hits else rng.choice(energies, max_fit_hits, replace=False)
+        self.boxcox_lambda = float(stats.boxcox(sample)[1])
+        values = self._unscaled(hits, mask)[mask]  # (n_hits, 4)
+        self.mean, self.std = values.mean(axis=0), np.maximum(values.std(axis=0), 1e-12)
+        return self
+
+    def _check_fitted(self):
+        if self.mean is None or self.boxcox_lambda is None or self.max_hits is None:
+            raise ValueError("PointCloudTransform is not fitted: call fit(showers) first.")
+
+    def forward(self, showers, seed=None):
+        """(N, n_voxels) MeV -> points (N, max_hits, 4) float64 (z, alpha, r, E scaled), mask (N, max_hits)."""
+        self._check_fitted()
+        hits, mask = showers_to_hits(showers, self.geometry, seed=seed, max_hits=self.max_hits)
+        points = (self._unscaled(hits, mask) - self.mean) / self.std
+        return np.where(mask[..., None], points, 0.0), mask
+
+    def inverse(self, points, mask):
+        """Scaled points and mask -> (N, n_voxels) MeV showers (hits in the same voxel add up)."""
+        self._check_fitted()
+        values = np.asarray(points, dtype=np.float64) * self.std + self.mean
+        hits = np.zeros(values.shape)
+        x = 1.0 / (1.0 + np.exp(-values[..., :3]))
+        hits[..., :3] = (x - self.alpha) / (1.0 - 2.0 * self.alpha) * self._extent
+        energies = special.inv_boxcox(values[..., 3], self.boxcox_lambda)
+        hits[..., 3] = np.where(np.isfinite(energies), np.maximum(energies, 0.0), 0.0)  # outside Box-Cox's range
+        return hits_to_showers(hits, mask, self.geometry)
+
+    def get_config(self):
+        return {
+            "geometry": self.geometry.get_config(),
+            "max_hits": self.max_hits,
+            "alpha": self.alpha,
+            "mean": None if self.mean is None else self.mean.tolist(),
+            "std": None if self.std is None else self.std.tolist(),
+            "boxcox_lambda": self.boxcox_lambda,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,240 @@
+"""Preprocessing as invertible transforms (CaloINN / CaloDREAM), numpy in and out.
+
+Every transform has ``forward(x, incident_energies=None)``, ``inverse(y, incident_energies=None)``,
+``fit(x, incident_energies=None)`` (a no-op where nothing is learned) and JSON-serialisable
+``get_config`` / ``from_config``, so a generator can store its preprocessing in its .keras file::
+
+    chain = Chain([EnergyRatioTransform(geometry, response_scale=2.0), LogitTransform(), Standardizer()])
+    x = chain.fit(showers, incident_energies).forward(showers, incident_energies)   # (N, L + n_voxels)
+    showers_again = chain.inverse(x, incident_energies)                               # (N, n_voxels) MeV
+
+``LogEnergyCondition`` maps the incident energy itself to [0, 1] (the generator's condition).
+Outputs are float64.
+"""
+
+import numpy as np
+
+from caloedu.data.geometry import CalorimeterGeometry
+
+_REGISTRY = {}
+
+
+def _register(cls):
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def transform_from_config(config):
+    """Rebuild a transform from ``{"class_name": ..., "config": ...}`` (as `serialize` writes it)."""
+    try:
+        cls = _REGISTRY[config["class_name"]]
+    except KeyError as err:
+        raise ValueError(f"Unknown transform {config.get('class_name')!r}; known: {', '.join(_REGISTRY)}.") from err
+    return cls.from_config(config["config"])
+
+
+def serialize(transform):
+    """``{"class_name": ..., "config": ...}``, JSON-serialisable."""
+    return {"class_name": type(transform).__name__, "config": transform.get_config()}
+
+
+def _safe_divide(numerator, denominator):
+    """numerator / denominator, 0 where the denominator is 0 (empty layers, showers without energy)."""
+    out = np.zeros(np.broadcast_shapes(np.shape(numerator), np.shape(denominator)))
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+class Transform:
+    """Base class: the identity. Subclasses override what they change."""
+
+    def fit(self, x, incident_energies=None):
+        return self
+
+    def forward(self, x, incident_energies=None):
+        return np.asarray(x, dtype=np.float64)
+
+    def inverse(self, y, incident_energies=None):
+        return np.asarray(y, dtype=np.float64)
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if not isinstance(v, (list, dict)))
+        return f"{type(self).__name__}({args})"
+
+
+@_register
+class EnergyRatioTransform(Transform):
+    """Showers (N, n_voxels) MeV -> (N, n_layers + n_voxels): energy ratios, then normalised layer shapes.
+
+    Columns: u0 = sum_i E_i / (response_scale E_inc); u_i = E_{i-1} / sum_{j >= i-1} E_j for i = 1 ..
+    L-1 (the last layer's share is what remains, so it needs no number); then each voxel divided by its
+    layer's energy. Empty layers and showers without energy give 0, never NaN.
+
+    Args:
+        geometry: the `CalorimeterGeometry` of the showers.
+        response_scale: divides u0; set it so u0 < 1 when a logit follows (e.g. 2.0: E_dep/E_inc
+            fluctuates above 1 at low energy).
+    """
+
+    def __init__(self, geometry, response_scale=1.0):
+        if isinstance(geometry, dict):
+            geometry = CalorimeterGeometry.from_config(geometry)
+        self.geometry = geometry
+        self.response_scale = float(response_scale)
+
+    def _layer_index(self):
+        return np.repeat(np.arange(self.geometry.n_layers), self.geometry.voxels_per_layer)  # (n_voxels,)
+
+    def forward(self, showers, incident_energies=None):
+        if incident_energies is None:
+            raise ValueError("EnergyRatioTransform needs the incident_energies (N, 1) MeV to form u0 = E_tot / E_inc.")
+        self.geometry.check_showers(showers)
+        showers = np.asarray(showers, dtype=np.float64)
+        e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
+        layers = self.geometry.layer_energies(showers)  # (N, L)
+        remaining = np.cumsum(layers[:, ::-1], axis=1)[:, ::-1]  # sum_{j >= i} E_j, (N, L)
+        u0 = remaining[:, :1] / (self.response_scale * e_inc)
+        ratios = _safe_divide(layers[:, :-1], remaining[:, :-1])  # (N, L - 1)
+        shapes = _safe_divide(showers, layers[:, self._layer_index()])  # (N, n_voxels)
+        return np.concatenate([u0, ratios, shapes], axis=1)
+
+    def inverse(self, y, incident_energies=None):
+        if incident_energies is None:
+            raise ValueError("EnergyRatioTransform.inverse needs the incident_energies (N, 1) MeV.")
+        y = np.asarray(y, dtype=np.float64)
+        n_layers = self.geometry.n_layers
+        e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+        remaining = np.clip(y[:, 0], 0.0, None) * self.response_scale * e_inc  # E_tot
+        ratios = np.clip(y[:, 1:n_layers], 0.0, 1.0)
+        layers = np.zeros((len(y), n_layers))
+        for layer in range(n_layers - 1):  # E_i = (E_tot - sum_{j<i} E_j) u_i
+            layers[:, layer] = remaining * ratios[:, layer]
+            remaining = remaining - layers[:, layer]
+        layers[:, -1] = remaining
+        # Renormalise each layer's shape so generated shapes that do not sum to 1 keep the layer energy.
+        shapes = np.clip(y[:, n_layers:], 0.0, None)
+        sums = self.geometry.layer_energies(shapes)  # (N, L)
+        return shapes * _safe_divide(layers, sums)[:, self._layer_index()]
+
+    def get_config(self):
+        return {"geometry": self.geometry.get_config(), "response_scale": self.response_scale}
+
+
+@_register
+class LogitTransform(Transform):
+    """x in [0, 1] -> y = ln(x' / (1 - x')), x' = alpha + (1 - 2 alpha) x; inverse clips back to [0, 1]."""
+
+    def __init__(self, alpha=1e-6):
+        if not 0 < alpha < 0.5:
+            raise ValueError(f"LogitTransform alpha must be in (0, 0.5), got {alpha}.")
+        self.alpha = float(alpha)
+
+    def forward(self, x, incident_energies=None):
+        x = np.asarray(x, dtype=np.float64)
+        outside = (x < 0) | (x > 1)
+        if outside.any():
+            raise ValueError(
+                f"LogitTransform needs inputs in [0, 1]; {int(outside.sum())} values lie outside "
+                f"(from {x.min():g} to {x.max():g}). Scale them first (EnergyRatioTransform's response_scale)."
+            )
+        x = self.alpha + (1.0 - 2.0 * self.alpha) * x
+        return np.log(x) - np.log1p(-x)
+
+    def inverse(self, y, incident_energies=None):
+        sigmoid = 1.0 / (1.0 + np.exp(-np.asarray(y, dtype=np.float64)))
+        return np.clip((sigmoid - self.alpha) / (1.0 - 2.0 * self.alpha), 0.0, 1.0)
+
+    def get_config(self):
+        return {"alpha": self.alpha}
+
+
+@_register
+class LogEnergyCondition(Transform):
+    """Incident energy (MeV) -> (ln E - ln e_min) / (ln e_max - ln e_min): [0, 1] over the training range."""
+
+    def __init__(self, e_min=1e3, e_max=1e6):
+        if not 0 < e_min < e_max:
+            raise ValueError(f"LogEnergyCondition needs 0 < e_min < e_max (MeV), got {e_min}, {e_max}.")
+        self.e_min, self.e_max = float(e_min), float(e_max)
+
+    def forward(self, energies, incident_energies=None):
+        energies = np.asarray(energies, dtype=np.float64)
+        return (np.log(energies) - np.log(self.e_min)) / (np.log(self.e_max) - np.log(self.e_min))
+
+    def inverse(self, y, incident_energies=None):
+        y = np.asarray(y, dtype=np.float64)
+        return np.exp(np.log(self.e_min) + y * (np.log(self.e_max) - np.log(self.e_min)))
+
+    def get_config(self):
+        return {"e_min": self.e_min, "e_max": self.e_max}
+
+
+@_register
+class Standardizer(Transform):
+    """Per-feature (x - mean) / std, with mean and std fitted on data (constant features keep std = 1)."""
+
+    def __init__(self, mean=None, std=None):
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+        self.std = None if std is None else np.asarray(std, dtype=np.float64)
+
+    def fit(self, x, incident_energies=None):
+        x = np.asarray(x, dtype=np.float64)
+        self.mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        self.std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(self.mean)), std, 1.0)
+        return self
+
+    def _check_fitted(self):
+        if self.mean is None:
+            raise ValueError("Standardizer is not fitted: call fit(x) first (or pass mean and std).")
+
+    def forward(self, x, incident_energies=None):
+        self._check_fitted()
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.std
+
+    def inverse(self, y, incident_energies=None):
+        self._check_fitted()
+        return np.asarray(y, dtype=np.float64) * self.std + self.mean
+
+    def get_config(self):
+        return {
+            "mean": None if self.mean is None else self.mean.tolist(),
+            "std": None if self.std is None else self.std.tolist(),
+        }
+
+
+@_register
+class Chain(Transform):
+    """Transforms applied in order by ``forward`` and undone in reverse order by ``inverse``."""
+
+    def __init__(self, transforms):
+        self.transforms = [transform_from_config(t) if isinstance(t, dict) else t for t in transforms]
+
+    def fit(self, x, incident_energies=None):
+        for transform in self.transforms:  # each fits on what the previous ones produce
+            transform.fit(x, incident_energies)
+            x = transform.forward(x, incident_energies)
+        return self
+
+    def forward(self, x, incident_energies=None):
+        for transform in self.transforms:
+            x = transform.forward(x, incident_energies)
+        return x
+
+    def inverse(self, y, incident_energies=None):
+        for transform in reversed(self.transforms):
+            y = transform.inverse(y, incident_energies)
+        return y
+
+    def get_config(self):
+        return {"transforms": [serialize(t) for t in self.transforms]}
+
+    def __repr__(self):
+        return f"Chain([{', '.join(map(repr, self.transforms))}])"
