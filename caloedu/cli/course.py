@@ -13,6 +13,7 @@ import dataclasses
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,8 @@ def execute_notebook(path, fast=True, timeout=600):
     with tempfile.TemporaryDirectory(prefix="caloedu-run-") as scratch:
         workdir = Path(scratch) / path.parent.name
         shutil.copytree(path.parent, workdir, ignore=COPY_IGNORE)
+        # Always this environment's python3 kernel: a kernelspec name saved by an author's machine
+        # ("conda-env-calo") would not exist here.
         client = nbclient.NotebookClient(
             notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
         )
@@ -133,7 +136,8 @@ def execute_notebook(path, fast=True, timeout=600):
                 error = f"{err.ename}: {err.evalue}"
             source = notebook.cells[index].source if index is not None else ""
             details = f"--- cell {index} source ---\n{source}\n--- error ---\n{strip_ansi(str(err))}"
-            return NotebookRun(path, False, time.perf_counter() - started, index, error[:300], details)
+            error = (error.splitlines() or [""])[0][:300]
+            return NotebookRun(path, False, time.perf_counter() - started, index, error, details)
     return NotebookRun(path, True, time.perf_counter() - started)
 
 
@@ -165,8 +169,11 @@ def run_lectures(args):
         run = execute_notebook(notebook, fast=args.fast, timeout=args.timeout)
         runs.append(run)
         where = "" if run.ok else f"cell {run.cell_index}: {run.error}"
-        print(f"  {notebook.name:<40} {'OK' if run.ok else 'FAILED':<7} {run.seconds:7.1f} s  {where}", flush=True)
+        status = "OK" if run.ok else "FAILED"
+        print(f"  {notebook.name:<40} {status:<7} {run.seconds:7.1f} s  {where}", flush=True)
     failed = [run for run in runs if not run.ok]
+    for run in failed:
+        print(f"\n{run.describe()}")
     print(f"{len(runs) - len(failed)} ran, {len(failed)} failed")
     return 1 if failed else 0
 
@@ -185,16 +192,21 @@ def validate(args):
         return 0
     problems = 0
     for notebook, invert in checks:
-        results = Validator(config=config, invert=invert).validate(str(notebook))
+        # In a temporary copy: whatever the notebook writes (models, showers) stays out of the repository.
+        with tempfile.TemporaryDirectory(prefix="caloedu-validate-") as scratch:
+            copy = Path(scratch) / notebook.parent.name
+            shutil.copytree(notebook.parent, copy, ignore=COPY_IGNORE)
+            results = Validator(config=config, invert=invert).validate(str(copy / notebook.name))
         if results.get("changed"):
-            verdict = f"FAILED: {len(results['changed'])} locked cell(s) differ from the release; run `caloedu course release`"
+            verdict = (f"FAILED: {len(results['changed'])} locked cell(s) differ from the release; "
+                       "run `caloedu course release`")
         elif results.get("type_changed"):
             verdict = "FAILED: a cell's type differs from its nbgrader metadata"
         elif invert and results.get("passed"):
             verdict = f"FAILED: {len(results['passed'])} test cell(s) pass on the blank exercise"
         elif not invert and results.get("failed"):
-            first = results["failed"][0]
-            verdict = f"FAILED: {len(results['failed'])} test cell(s) fail, first:\n{strip_ansi(first['raw_error'])}"
+            first_error = strip_ansi(results["failed"][0]["raw_error"])
+            verdict = f"FAILED: {len(results['failed'])} test cell(s) fail, first:\n{first_error}"
         else:
             verdict = "OK (fails its tests, as a blank exercise should)" if invert else "OK (passes all tests)"
         problems += verdict.startswith("FAILED")
@@ -204,7 +216,7 @@ def validate(args):
 
 def release_command(args):
     root = find_course_root()
-    if not find_assignments(root):
+    if not find_assignments(root) and not args.assignments:
         print(f"no assignments in {root / 'solutions'}; nothing to release")
         return 0
     try:
@@ -214,10 +226,17 @@ def release_command(args):
         return 1
     for notebook in notebooks:
         print(f"  wrote {notebook.relative_to(root)}")
+    orphans = sorted(set(p.parent.name for p in root.glob("exercises/*/*.ipynb")) - set(find_assignments(root)))
+    for orphan in orphans:  # left for a person to delete: release never removes what it did not make
+        print(f"  warning: exercises/{orphan} has no solutions/{orphan}; delete it if the module was dropped")
     return 0
 
 
-LAB_URL = re.compile(r"https?://(?:localhost|127\.0\.0\.1|\[::1\]|[\w.-]+):\d+/lab\?token=\S+")
+def raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+LAB_URL = re.compile(r"https?://\S+?/lab(?:\?token=\S+)?")
 
 
 def open_lab(args):
@@ -226,10 +245,15 @@ def open_lab(args):
     command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root}"]
     command += ["--no-browser"] if args.no_browser else []
     command += [f"--port={args.port}"] if args.port else []
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # course containers often run as root; Jupyter refuses otherwise
     command += args.lab_args
     print(f"caloedu course open: starting JupyterLab in {root}", flush=True)
-    lab = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    # From course/, nbgrader's formgrader extension finds the course's nbgrader_config.py.
+    lab = subprocess.Popen(command, cwd=root / "course", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, bufsize=1)
     url_shown = False
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # a `kill` stops the server too
     try:
         for line in lab.stdout:
             sys.stdout.write(line)
