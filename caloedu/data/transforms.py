@@ -19,7 +19,9 @@ from caloedu.data.geometry import CalorimeterGeometry
 _REGISTRY = {}
 
 
-def _register(cls):
+def register_transform(cls):
+    """Class decorator: make a `Transform` subclass loadable by `transform_from_config` (by class name),
+    so chains that contain it survive a generator's .keras save and load."""
     _REGISTRY[cls.__name__] = cls
     return cls
 
@@ -69,7 +71,7 @@ class Transform:
         return f"{type(self).__name__}({args})"
 
 
-@_register
+@register_transform
 class EnergyRatioTransform(Transform):
     """Showers (N, n_voxels) MeV -> (N, n_layers + n_voxels): energy ratios, then normalised layer shapes.
 
@@ -127,7 +129,7 @@ class EnergyRatioTransform(Transform):
         return {"geometry": self.geometry.get_config(), "response_scale": self.response_scale}
 
 
-@_register
+@register_transform
 class LogitTransform(Transform):
     """x in [0, 1] -> y = ln(x' / (1 - x')), x' = alpha + (1 - 2 alpha) x; inverse clips back to [0, 1]."""
 
@@ -155,7 +157,7 @@ class LogitTransform(Transform):
         return {"alpha": self.alpha}
 
 
-@_register
+@register_transform
 class LogEnergyCondition(Transform):
     """Incident energy (MeV) -> (ln E - ln e_min) / (ln e_max - ln e_min): [0, 1] over the training range."""
 
@@ -176,7 +178,7 @@ class LogEnergyCondition(Transform):
         return {"e_min": self.e_min, "e_max": self.e_max}
 
 
-@_register
+@register_transform
 class Standardizer(Transform):
     """Per-feature (x - mean) / std, with mean and std fitted on data (constant features keep std = 1)."""
 
@@ -210,7 +212,7 @@ class Standardizer(Transform):
         }
 
 
-@_register
+@register_transform
 class Chain(Transform):
     """Transforms applied in order by ``forward`` and undone in reverse order by ``inverse``."""
 

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 
 from caloedu.data import CalorimeterGeometry
-from caloedu.data.transforms import LogEnergyCondition
+from caloedu.data.transforms import LogEnergyCondition, serialize
 from caloedu.generators import preprocessing as prep
 
 DEFAULT_THRESHOLD_MEV = 0.01515  # the simulator's and CaloChallenge DS2's 15.15 keV readout threshold
@@ -223,6 +223,6 @@ class ShowerGenerator(keras.Model):
             logit_alpha=self.logit_alpha,
             learning_rate=self.learning_rate,
             ema_momentum=self.ema_momentum,
-            preprocessing_state=None if self.chain is None else prep.transforms.serialize(self.chain),
+            preprocessing_state=None if self.chain is None else serialize(self.chain),
         )
         return config

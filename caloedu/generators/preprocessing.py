@@ -21,13 +21,14 @@ The chains work on numpy float64 and are applied in row chunks so that 100k DS2 
 
 import numpy as np
 
-from caloedu.data import CalorimeterGeometry, transforms
+from caloedu.data import CalorimeterGeometry
 from caloedu.data.transforms import (
     Chain,
     EnergyRatioTransform,
     LogitTransform,
     Standardizer,
     Transform,
+    register_transform,
     transform_from_config,
 )
 
@@ -35,9 +36,7 @@ PREPROCESSINGS = ("voxel-ratios", "energy-ratios", "log-ratios", "energy-log-rat
 _CHUNK_VALUES = 1 << 24  # float64 values per chunk (~128 MB): bounds the temporaries of the chain
 
 
-# caloedu.data.transforms has no public registration hook; its private decorator makes this transform
-# loadable by `transform_from_config` like the built-in ones.
-@transforms._register
+@register_transform
 class IncidentEnergyRatio(Transform):
     """Showers (N, n_voxels) MeV -> E_voxel / (scale E_inc), in [0, 1] for a logit to follow.
 
@@ -64,7 +63,7 @@ class IncidentEnergyRatio(Transform):
         return {"scale": self.scale}
 
 
-@transforms._register
+@register_transform
 class ThresholdLogRatio(Transform):
     """Showers (N, n_voxels) MeV -> ln((E_voxel + threshold_mev) / E_inc); the inverse clips at 0 MeV."""
 
@@ -90,7 +89,7 @@ class ThresholdLogRatio(Transform):
         return {"threshold_mev": self.threshold_mev}
 
 
-@transforms._register
+@register_transform
 class EnergyRatioLogTransform(Transform):
     """Showers (N, n_voxels) MeV -> (N, n_layers + n_voxels): logit of the u-variables of
     `EnergyRatioTransform` (response_scale 2), then ln(shape + c) per voxel with c = E_thr / (E_layer + E_thr),
