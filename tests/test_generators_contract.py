@@ -27,7 +27,8 @@ def trained(showers):
     return generator
 
 
-@pytest.mark.parametrize("name", ["voxel-ratios", "energy-ratios", "log-ratios", "energy-log-ratios"])
+@pytest.mark.parametrize("name", ["voxel-ratios", "energy-ratios", "log-ratios", "energy-log-ratios", "energy-sqrt",
+                                  "energy-gap"])
 def test_preprocessing_chain_round_trips_showers(showers, name):
     incident_energies, raw = showers
     chain = make_preprocessing(name, GEOMETRY).fit(raw, incident_energies)
@@ -104,6 +105,8 @@ def test_wrong_showers_and_energies_get_clear_errors(showers):
         FlowMatchingGenerator(GEOMETRY, architecture="unet")
     with pytest.raises(ValueError, match="Unknown ODE solver"):
         FlowMatchingGenerator(GEOMETRY, solver="leapfrog")
+    with pytest.raises(ValueError, match="Unknown prediction"):
+        FlowMatchingGenerator(GEOMETRY, prediction="noise")
 
 
 def test_save_load_samples_identically_and_resumes_training(trained, showers, tmp_path):
@@ -121,3 +124,22 @@ def test_save_load_samples_identically_and_resumes_training(trained, showers, tm
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(restored))
     history = loaded.fit(*showers, epochs=1, batch_size=100, verbose=0)
     assert int(loaded.optimizer.iterations) == steps + 3 and np.isfinite(history.history["loss"][0])
+
+
+def test_energy_gap_keeps_near_misses_of_the_empty_point_empty(showers):
+    incident_energies, raw = showers
+    chain = make_preprocessing("energy-gap", GEOMETRY).fit(raw, incident_energies)
+    gapped = chain.transforms[1]
+    gaps = gapped.gaps
+    assert gaps.shape == (GEOMETRY.n_voxels,) and np.all(gaps > 0)
+    # In the gapped space (before standardisation) empty voxels are at 0 and hits above their gap.
+    z = chain.transforms[0].forward(raw, incident_energies)
+    y = gapped.forward(z)[:, GEOMETRY.n_layers:]
+    hit = raw > 0
+    assert np.all(y[~hit] == 0) and np.all(y[hit] > np.broadcast_to(gaps, y.shape)[hit])
+    # A generated value that misses "empty" by up to half the gap is read back as empty, not as a deposit.
+    y_scalars = gapped.forward(z)[:, :GEOMETRY.n_layers]
+    near_misses = np.where(hit, y, 0.45 * gaps)
+    shapes = gapped.inverse(np.concatenate([y_scalars, near_misses], axis=1))[:, GEOMETRY.n_layers:]
+    assert np.all(shapes[~hit] == 0)
+    np.testing.assert_allclose(shapes[hit], z[:, GEOMETRY.n_layers:][hit], rtol=1e-9)

@@ -1,5 +1,5 @@
-"""FlowMatchingGenerator: the CFM loss falls while training, both architectures and both preprocessings
-run, the time budget stops training."""
+"""FlowMatchingGenerator: the CFM loss falls while training, every architecture, preprocessing and
+prediction runs, the networks see the calorimeter as designed, the time budget stops training."""
 
 import caloedu  # noqa: F401  (before keras: selects the torch backend)
 import keras
@@ -8,7 +8,7 @@ import pytest
 
 from caloedu.data import CalorimeterGeometry, simulate_showers
 from caloedu.generators import FlowMatchingGenerator, TimeBudget
-from caloedu.generators.velocity import LayerTransformerVelocity
+from caloedu.generators.velocity import LayerTransformerVelocity, RingMeanFieldVelocity
 
 GEOMETRY = CalorimeterGeometry.preset("teaching")
 
@@ -82,3 +82,45 @@ def test_energy_features_weigh_more_in_the_cfm_loss():
     # Without u-variables there is nothing to weigh.
     assert FlowMatchingGenerator(GEOMETRY, preprocessing="voxel-ratios", hidden_units=16, n_blocks=1,
                                  embedding_units=8).feature_weights is None
+
+
+def test_mean_field_tokens_are_rings_without_angular_position():
+    # Rotating a shower by one angular bin (in every layer) must rotate the velocity the same way, and
+    # leave the u-variables' velocity unchanged: the rings share weights and carry no angular position.
+    # (The per-voxel skip gate could break this once trained; it starts at zero.)
+    n_layers, n_alpha, n_radial = 3, 5, 4
+    velocity = RingMeanFieldVelocity(n_layers, n_alpha, n_radial, n_scalars=n_layers, units=16, n_blocks=2,
+                                     global_units=32, embedding_units=16, n_frequencies=2)
+    velocity.build()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, n_layers + n_layers * n_alpha * n_radial)).astype(np.float32)
+    t = np.full((2, 1), 0.3, np.float32)
+    c = np.full((2, 1), 0.7, np.float32)
+
+    def rotate(a):
+        rings = a[:, n_layers:].reshape(2, n_layers, n_alpha, n_radial)
+        return np.concatenate([a[:, :n_layers], np.roll(rings, 1, axis=2).reshape(2, -1)], axis=1)
+
+    out = keras.ops.convert_to_numpy(velocity((x, t, c)))
+    out_rotated = keras.ops.convert_to_numpy(velocity((rotate(x), t, c)))
+    np.testing.assert_allclose(out_rotated, rotate(out), rtol=1e-4, atol=1e-5)
+    # ... while the layers are told apart: swapping two layers' voxels does not just swap the outputs.
+    swapped = x.copy()
+    blocks = swapped[:, n_layers:].reshape(2, n_layers, -1)
+    blocks[:, [0, 1]] = blocks[:, [1, 0]]
+    out_swapped = keras.ops.convert_to_numpy(velocity((swapped, t, c)))[:, n_layers:].reshape(2, n_layers, -1)
+    assert not np.allclose(out_swapped[:, [1, 0]], out[:, n_layers:].reshape(2, n_layers, -1)[:, [0, 1]], atol=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "mean-field"])
+def test_data_prediction_trains_and_samples_with_every_solver(showers, architecture):
+    keras.utils.set_random_seed(2)
+    generator = FlowMatchingGenerator(GEOMETRY, architecture=architecture, preprocessing="energy-gap",
+                                      prediction="data", hidden_units=64, n_blocks=1, ring_units=8,
+                                      global_units=16, embedding_units=8, seed=0)
+    losses = generator.fit(*showers, epochs=3, batch_size=50, verbose=0).history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], f"loss did not fall: {losses}"
+    for solver in ("euler", "midpoint", "rk4"):  # rk4 evaluates at t = 0, where v = (x_t - x_0_hat) / t
+        generated = generator.sample([2e3, 2e5], solver=solver, steps=3, seed=0)
+        assert generated.shape == (2, GEOMETRY.n_voxels) and np.all(np.isfinite(generated))
+        assert np.all(generated >= 0)

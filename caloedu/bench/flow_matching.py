@@ -7,6 +7,8 @@ then print its training throughput, sampling time per shower (batch 1 and batch 
 
 import time
 
+from caloedu.cli.train import PREPROCESSINGS  # a plain tuple there: `caloedu --help` imports no keras
+
 
 def register(subparsers):
     parser = subparsers.add_parser("flow-matching", help="train, time and score a flow-matching generator")
@@ -15,12 +17,14 @@ def register(subparsers):
     parser.add_argument("--n-train", type=int, default=100_000, help="simulated training showers (default: 100000)")
     parser.add_argument("--n-test", type=int, default=20_000,
                         help="held-out simulated showers, as many generated (default: 20000)")
-    parser.add_argument("--architecture", choices=("mlp", "transformer"), default="mlp")
-    parser.add_argument("--preprocessing", default="energy-ratios",
-                        choices=("voxel-ratios", "energy-ratios", "log-ratios", "energy-log-ratios"))
+    parser.add_argument("--architecture", choices=("mlp", "transformer", "mean-field"), default="mean-field")
+    parser.add_argument("--ring-units", type=int, default=64, help="mean-field ring token width")
+    parser.add_argument("--global-units", type=int, default=256, help="mean-field global state width")
+    parser.add_argument("--preprocessing", default="energy-gap", choices=PREPROCESSINGS)
     parser.add_argument("--logit-alpha", type=float, default=1e-6, help="alpha of the logit preprocessing")
     parser.add_argument("--energy-loss-weight", type=float, default=30.0,
                         help="weight of the u-variables in the CFM loss (energy-* preprocessings)")
+    parser.add_argument("--prediction", choices=("velocity", "data"), default="data")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--hidden-units", type=int, default=512, help="MLP width")
@@ -64,8 +68,10 @@ def run(args):
     generator = FlowMatchingGenerator(
         geometry, architecture=args.architecture, preprocessing=args.preprocessing,
         hidden_units=args.hidden_units, n_blocks=args.n_blocks, d_model=args.d_model, num_blocks=args.num_blocks,
+        ring_units=args.ring_units, global_units=args.global_units,
         logit_alpha=args.logit_alpha, learning_rate=args.learning_rate, ema_momentum=args.ema or None,
-        solver=args.solver, steps=args.steps, energy_loss_weight=args.energy_loss_weight, seed=args.seed,
+        solver=args.solver, steps=args.steps, energy_loss_weight=args.energy_loss_weight, prediction=args.prediction,
+        seed=args.seed,
     )
     budget = TimeBudget(args.minutes)
     start = time.perf_counter()

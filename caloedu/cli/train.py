@@ -9,7 +9,7 @@ import os
 
 MODELS = ("flow-matching",)
 # Kept here (not imported) so `caloedu --help` does not import keras.
-PREPROCESSINGS = ("voxel-ratios", "energy-ratios", "log-ratios", "energy-log-ratios")
+PREPROCESSINGS = ("voxel-ratios", "energy-ratios", "log-ratios", "energy-log-ratios", "energy-sqrt", "energy-gap")
 
 
 def register(subparsers):
@@ -24,9 +24,13 @@ def register(subparsers):
                         help="time budget: stop after this many minutes, learning rate decaying as a cosine over it")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--architecture", choices=("mlp", "transformer"), default="mlp")
-    parser.add_argument("--preprocessing", choices=PREPROCESSINGS, default="energy-ratios",
+    parser.add_argument("--architecture", choices=("auto", "mlp", "transformer", "mean-field"), default="auto",
+                        help="velocity network (default auto: mean-field when every layer has the same binning, "
+                             "else mlp)")
+    parser.add_argument("--preprocessing", choices=PREPROCESSINGS, default="energy-gap",
                         help="how showers are mapped to the network's space (caloedu.generators.preprocessing)")
+    parser.add_argument("--prediction", choices=("velocity", "data"), default="data",
+                        help="the network predicts the velocity or the clean shower (default: data)")
     parser.add_argument("--energy-loss-weight", type=float, default=30.0,
                         help="weight of the energy features (u-variables) in the CFM loss (default: 30)")
     parser.add_argument("--validation-split", type=float, default=0.0)
@@ -79,8 +83,11 @@ def run(args):
         print(f"resuming {args.output} after {int(generator.optimizer.iterations)} training steps")
     else:
         geometry = geometry_of_file(args.data, args.geometry)
+        architecture = args.architecture
+        if architecture == "auto":
+            architecture = "mean-field" if geometry.is_regular else "mlp"
         generator = GENERATORS[args.model](
-            geometry, architecture=args.architecture, preprocessing=args.preprocessing,
+            geometry, architecture=architecture, preprocessing=args.preprocessing, prediction=args.prediction,
             learning_rate=args.learning_rate, energy_loss_weight=args.energy_loss_weight, seed=args.seed,
         )
     incident_energies, showers = load_showers(args.data, geometry=geometry)

@@ -2,7 +2,9 @@
 
 Straight paths between a preprocessed shower x_0 and Gaussian noise eps ~ N(0, 1):
     x_t = (1 - t) x_0 + t eps,   t ~ U(0, 1),   target velocity dx_t/dt = eps - x_0.
-The network v(x_t, t, E_inc) is trained with the CFM loss  < |v(x_t, t, E_inc) - (eps - x_0)|^2 >.
+The network v(x_t, t, E_inc) is trained with the CFM loss  < |v(x_t, t, E_inc) - (eps - x_0)|^2 >,
+or (``prediction='data'``) predicts the shower itself, x_0_hat, trained with < |x_0_hat - x_0|^2 >;
+since x_t - t (eps - x_0) = x_0, its velocity is v = (x_t - x_0_hat) / t. The two have the same optimum.
 Sampling integrates dx/dt = v from t = 1 (noise) to t = 0 (data) with a fixed-step ODE solver
 (`caloedu.generators.ode`), the whole batch at once; then the preprocessing is undone and the
 readout threshold applied (`ShowerGenerator.sample`).
@@ -14,9 +16,10 @@ from keras import ops
 
 from caloedu.generators.base import ShowerGenerator
 from caloedu.generators.ode import check_solver, integrate
-from caloedu.generators.velocity import LayerTransformerVelocity, MLPVelocity
+from caloedu.generators.velocity import LayerTransformerVelocity, MLPVelocity, RingMeanFieldVelocity
 
-ARCHITECTURES = ("mlp", "transformer")
+ARCHITECTURES = ("mlp", "transformer", "mean-field")
+PREDICTIONS = ("velocity", "data")
 
 
 @keras.saving.register_keras_serializable(package="caloedu")
@@ -25,10 +28,16 @@ class FlowMatchingGenerator(ShowerGenerator):
 
     Args:
         geometry: `CalorimeterGeometry` (or its config, or a preset name).
-        architecture: 'mlp' (residual MLP over all features) or 'transformer' (one token per layer;
-            needs a regular geometry).
+        architecture: 'mlp' (residual MLP over all features), 'transformer' (one token per layer) or
+            'mean-field' (one token per ring of radial voxels, shared weights, per-layer mean-field context;
+            `RingMeanFieldVelocity`). The last two need a regular geometry (the same binning in every layer).
+        prediction: what the network outputs. 'velocity' (the textbook CFM: v(x_t, t) with the loss
+            |v - (eps - x_0)|^2) or 'data' (the clean shower x_0_hat(x_t, t), loss |x_0_hat - x_0|^2, and
+            v = (x_t - x_0_hat) / t when sampling). With 'data' an always-empty voxel is one constant to
+            learn, where 'velocity' must learn (x_t - x_empty) / t, which grows without bound near t = 0.
         hidden_units, n_blocks: MLP width and number of residual blocks.
         d_model, num_heads, d_ff, num_blocks: transformer sizes.
+        ring_units, global_units: mean-field ring-token and global-state widths (n_blocks blocks).
         embedding_units, n_frequencies: the (t, condition) embedding.
         solver, steps: default ODE solver ('euler', 'midpoint', 'rk4') and number of steps for ``sample``.
         energy_loss_weight: with the 'energy-*' preprocessings, weight of the n_layers energy features
@@ -48,18 +57,22 @@ class FlowMatchingGenerator(ShowerGenerator):
     """
 
     def __init__(self, geometry, architecture="mlp", hidden_units=512, n_blocks=3, d_model=128, num_heads=4,
-                 d_ff=256, num_blocks=3, embedding_units=128, n_frequencies=6, solver="midpoint", steps=16,
-                 energy_loss_weight=1.0, seed=None, **kwargs):
+                 d_ff=256, num_blocks=3, ring_units=64, global_units=256, embedding_units=128, n_frequencies=6, solver="midpoint", steps=16,
+                 energy_loss_weight=1.0, prediction="velocity", seed=None, **kwargs):
         super().__init__(geometry, **kwargs)
         if architecture not in ARCHITECTURES:
             raise ValueError(f"Unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}.")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"Unknown prediction {prediction!r}; choose one of {', '.join(PREDICTIONS)}.")
         check_solver(solver, steps)
         self.architecture = architecture
         self.sizes = dict(hidden_units=int(hidden_units), n_blocks=int(n_blocks), d_model=int(d_model),
                           num_heads=int(num_heads), d_ff=int(d_ff), num_blocks=int(num_blocks),
+                          ring_units=int(ring_units), global_units=int(global_units),
                           embedding_units=int(embedding_units), n_frequencies=int(n_frequencies))
         self.solver, self.steps, self.seed = solver, int(steps), seed
         self.energy_loss_weight = float(energy_loss_weight)
+        self.prediction = prediction
         self.feature_weights = None  # (D,) loss weights, normalised to mean 1; None: all equal
         if self.preprocessing.startswith("energy-") and self.energy_loss_weight != 1.0:
             weights = np.ones(self.n_features, dtype=np.float32)
@@ -68,6 +81,14 @@ class FlowMatchingGenerator(ShowerGenerator):
         if architecture == "mlp":
             self.velocity = MLPVelocity(self.n_features, hidden_units, n_blocks, embedding_units, n_frequencies,
                                         name="velocity")
+        elif architecture == "mean-field":
+            if not self.geometry.is_regular:
+                raise ValueError(f"The mean-field network needs the same voxels in every layer; geometry "
+                                 f"'{self.geometry.name}' has layers of different binning. Use architecture='mlp'.")
+            n_scalars = self.geometry.n_layers if self.preprocessing.startswith("energy-") else 0
+            self.velocity = RingMeanFieldVelocity(
+                self.geometry.n_layers, int(self.geometry.n_alpha[0]), int(self.geometry.n_radial[0]), n_scalars,
+                ring_units, n_blocks, global_units, embedding_units, n_frequencies, name="velocity")
         else:
             if not self.geometry.is_regular:
                 raise ValueError(f"The transformer needs the same voxels in every layer; geometry "
@@ -86,12 +107,16 @@ class FlowMatchingGenerator(ShowerGenerator):
 
     # --- training -----------------------------------------------------------------------------
     def cfm_loss(self, x0, condition):
-        """Mean squared error between v(x_t, t, condition) and eps - x_0 on one batch (B, D)."""
+        """Mean squared error between v(x_t, t, condition) and eps - x_0 on one batch (B, D), or with
+        ``prediction='data'`` between x_0_hat(x_t, t, condition) and x_0."""
         batch = ops.shape(x0)[0]
         t = keras.random.uniform((batch, 1), seed=self.seed_generator)
         noise = keras.random.normal(ops.shape(x0), seed=self.seed_generator)
         x_t = (1.0 - t) * x0 + t * noise
-        squared_error = ops.square(self.velocity((x_t, t, condition)) - (noise - x0))  # (B, D)
+        if self.prediction == "data":
+            squared_error = ops.square(self.velocity((x_t, t, condition)) - x0)  # (B, D)
+        else:
+            squared_error = ops.square(self.velocity((x_t, t, condition)) - (noise - x0))  # (B, D)
         if self.feature_weights is not None:
             squared_error = squared_error * ops.convert_to_tensor(self.feature_weights)
         return ops.mean(squared_error)
@@ -137,6 +162,9 @@ class FlowMatchingGenerator(ShowerGenerator):
                 t_column = torch.empty((len(x), 1), device=device)
 
                 def velocity(x_t, t):
+                    if self.prediction == "data":
+                        t = max(t, 1e-3)  # RK4's last stage sits at t = 0, where (x_t - x_0_hat) / t is 0 / 0
+                        return (x_t - self.velocity((x_t, t_column.fill_(t), c))) / t
                     return self.velocity((x_t, t_column.fill_(t), c))  # evaluated at once, so one buffer serves
 
                 out[rows] = integrate(velocity, x, 1.0, 0.0, steps, solver).cpu().numpy()
@@ -145,5 +173,5 @@ class FlowMatchingGenerator(ShowerGenerator):
     def get_config(self):
         config = super().get_config()
         config.update(architecture=self.architecture, solver=self.solver, steps=self.steps, seed=self.seed,
-                      energy_loss_weight=self.energy_loss_weight, **self.sizes)
+                      energy_loss_weight=self.energy_loss_weight, prediction=self.prediction, **self.sizes)
         return config
