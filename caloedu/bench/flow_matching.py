@@ -32,8 +32,9 @@ def register(subparsers):
     parser.add_argument("--d-model", type=int, default=128, help="transformer width")
     parser.add_argument("--num-blocks", type=int, default=3, help="transformer blocks")
     parser.add_argument("--ema", type=float, default=0.999, help="EMA momentum of the weights (0: off)")
-    parser.add_argument("--solver", choices=("euler", "midpoint", "rk4"), default="midpoint")
-    parser.add_argument("--steps", type=int, default=16, help="ODE steps for sampling")
+    parser.add_argument("--solver", choices=("euler", "midpoint", "rk4"), default=None,
+                        help="ODE solver for sampling (default: the generator's, Euler for --prediction data)")
+    parser.add_argument("--steps", type=int, default=None, help="ODE steps for sampling (default: the generator's)")
     parser.add_argument("--classifier-size", choices=("small", "calochallenge"), default="small")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is steadier on a busy machine)")
@@ -84,14 +85,14 @@ def run(args):
     if args.save:
         generator.save(args.save)
 
-    options = {"solver": args.solver, "steps": args.steps}
+    options = {"solver": generator.solver, "steps": generator.steps}
     batch = min(10_000, args.n_test)
     start = time.perf_counter()
     generated = generator.sample(test[0], batch_size=batch, seed=args.seed, **options)
     t_batch = (time.perf_counter() - start) / args.n_test  # this run is the batch-10,000 timing itself
     t_one = time_per_shower(lambda e: generator.sample(e, batch_size=1, **options), test[0][:10],
                             batch_size=1, repeats=3) / 1e3
-    print(f"sampled {args.n_test} showers ({args.solver}, {args.steps} steps); time per shower "
+    print(f"sampled {args.n_test} showers ({generator.solver}, {generator.steps} steps); time per shower "
           f"({caloedu.runtime.device().type}): batch 1 {t_one * 1e3:.2f} ms, batch {batch} {t_batch * 1e3:.3f} ms")
 
     reference_features = compute_features(*test, geometry)

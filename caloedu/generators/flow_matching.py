@@ -20,6 +20,7 @@ from caloedu.generators.velocity import LayerTransformerVelocity, MLPVelocity, R
 
 ARCHITECTURES = ("mlp", "transformer", "mean-field")
 PREDICTIONS = ("velocity", "data")
+CPU_BATCH_LIMIT = 1024  # showers per network evaluation when sampling on a CPU (see generate)
 
 
 @keras.saving.register_keras_serializable(package="caloedu")
@@ -39,7 +40,12 @@ class FlowMatchingGenerator(ShowerGenerator):
         d_model, num_heads, d_ff, num_blocks: transformer sizes.
         ring_units, global_units: mean-field ring-token and global-state widths (n_blocks blocks).
         embedding_units, n_frequencies: the (t, condition) embedding.
-        solver, steps: default ODE solver ('euler', 'midpoint', 'rk4') and number of steps for ``sample``.
+        solver, steps: default ODE solver ('euler', 'midpoint', 'rk4') and number of steps for ``sample``;
+            None: Euler with 32 steps for prediction='data', midpoint with 16 for 'velocity' (the same
+            32 network evaluations). With 'data', Euler's last step returns the network's own x_0_hat,
+            while the midpoint rule returns 2 x_0_hat(x_half) - x_0_hat(x_dt), which doubles its errors:
+            on one trained mean-field generator (10,000 showers) Euler 32 gave a low-level AUC of 0.716,
+            Euler 16 0.728, midpoint 16 0.762, midpoint 32 0.780.
         energy_loss_weight: with the 'energy-*' preprocessings, weight of the n_layers energy features
             (u-variables) in the CFM loss relative to a voxel's; they are 12 of 972 features on the
             teaching geometry, so with weight 1 the network learns the energy response last. 1 (the
@@ -57,13 +63,18 @@ class FlowMatchingGenerator(ShowerGenerator):
     """
 
     def __init__(self, geometry, architecture="mlp", hidden_units=512, n_blocks=3, d_model=128, num_heads=4,
-                 d_ff=256, num_blocks=3, ring_units=64, global_units=256, embedding_units=128, n_frequencies=6, solver="midpoint", steps=16,
+                 d_ff=256, num_blocks=3, ring_units=64, global_units=256, embedding_units=128, n_frequencies=6,
+                 solver=None, steps=None,
                  energy_loss_weight=1.0, prediction="velocity", seed=None, **kwargs):
         super().__init__(geometry, **kwargs)
         if architecture not in ARCHITECTURES:
             raise ValueError(f"Unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}.")
         if prediction not in PREDICTIONS:
             raise ValueError(f"Unknown prediction {prediction!r}; choose one of {', '.join(PREDICTIONS)}.")
+        if solver is None:
+            solver = "euler" if prediction == "data" else "midpoint"
+        if steps is None:
+            steps = 32 if solver == "euler" else 16
         check_solver(solver, steps)
         self.architecture = architecture
         self.sizes = dict(hidden_units=int(hidden_units), n_blocks=int(n_blocks), d_model=int(d_model),
@@ -152,6 +163,10 @@ class FlowMatchingGenerator(ShowerGenerator):
         check_solver(solver, steps)
         steps = int(steps)
         device = next(iter(self.velocity.weights)).value.device
+        if device.type == "cpu":
+            # On a CPU, batches beyond ~1k showers spill out of the caches: measured with the mean-field
+            # network on 2 cores, 0.21 ms per shower and evaluation at batch 256, 0.59 ms at 10,000.
+            batch_size = min(batch_size, CPU_BATCH_LIMIT)
         noise = np.random.default_rng(seed).standard_normal((len(condition), self.n_features), dtype=np.float32)
         out = np.empty_like(noise)
         with torch.no_grad():
