@@ -64,8 +64,7 @@ class FlowMatchingGenerator(ShowerGenerator):
 
     def __init__(self, geometry, architecture="mlp", hidden_units=512, n_blocks=3, d_model=128, num_heads=4,
                  d_ff=256, num_blocks=3, ring_units=64, global_units=256, embedding_units=128, n_frequencies=6,
-                 solver=None, steps=None,
-                 energy_loss_weight=1.0, prediction="velocity", seed=None, **kwargs):
+                 solver=None, steps=None, energy_loss_weight=1.0, prediction="velocity", seed=None, **kwargs):
         super().__init__(geometry, **kwargs)
         if architecture not in ARCHITECTURES:
             raise ValueError(f"Unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}.")
