@@ -150,7 +150,10 @@ class LogitTransform(Transform):
         return np.log(x) - np.log1p(-x)
 
     def inverse(self, y, incident_energies=None):
-        sigmoid = 1.0 / (1.0 + np.exp(-np.asarray(y, dtype=np.float64)))
+        # Clipping at +-60 changes nothing after the clip below (sigmoid(-60) ~ 1e-26 << alpha) and keeps
+        # np.exp from overflowing on the far tails a generator can produce.
+        y = np.clip(np.asarray(y, dtype=np.float64), -60.0, 60.0)
+        sigmoid = 1.0 / (1.0 + np.exp(-y))
         return np.clip((sigmoid - self.alpha) / (1.0 - 2.0 * self.alpha), 0.0, 1.0)
 
     def get_config(self):
