@@ -182,7 +182,8 @@ def classifier_metric(reference_inputs, generated_inputs, size="small", epochs=N
 
     def probabilities(x):
         logits = model.predict(x, batch_size=max(config["batch_size"], 1024), verbose=0).reshape(-1)
-        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        # sigmoid as exp(-log(1 + e^-x)): the same values, without overflow warnings for large negative logits.
+        return np.exp(-np.logaddexp(0.0, -logits.astype(np.float64)))
 
     calibration = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
     calibration.fit(probabilities(x_test), y_test)
