@@ -59,6 +59,19 @@ def test_chunked_iteration_equals_full_load_and_slices(tmp_path, sample):
     assert incident.shape == (20, 1)
 
 
+def test_saved_file_has_the_permissions_of_a_plain_open(tmp_path, sample):
+    # The temporary file behind the atomic save is private (0600); the final file must not be.
+    old = os.umask(0o022)
+    try:
+        save_showers(tmp_path / "showers.h5", *sample)
+        with open(tmp_path / "plain.bin", "w"):
+            pass
+    finally:
+        os.umask(old)
+    mode = os.stat(tmp_path / "showers.h5").st_mode & 0o777
+    assert mode == os.stat(tmp_path / "plain.bin").st_mode & 0o777 == 0o644, oct(mode)
+
+
 def test_refuses_to_overwrite_unless_asked(tmp_path, sample):
     path = tmp_path / "showers.h5"
     save_showers(path, *sample)

@@ -90,11 +90,21 @@ def save_showers(path, incident_energies, showers, geometry=None, overwrite=Fals
             file.attrs["unit"] = "MeV"
             if geometry is not None:
                 file.attrs["geometry"] = json.dumps(geometry.get_config())
+        # mkstemp makes the file private (0600); give it the permissions a plain open() would have, so
+        # showers written on a shared machine stay readable by the group as the umask allows.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)  # atomic on POSIX: readers see the old file or the complete new one
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def _umask():
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _open(path):
