@@ -5,6 +5,8 @@ Importing caloedu selects Keras' torch backend, so import it before keras::
 
     import caloedu          # sets KERAS_BACKEND=torch
     import keras
+
+``caloedu.load_model("model.keras")`` loads any caloedu model (it imports the classes Keras needs first).
 """
 
 import os
@@ -40,6 +42,7 @@ def _select_torch_backend():
 _select_torch_backend()
 
 from caloedu import runtime  # noqa: E402  (after the backend is chosen)
+from caloedu.saving import load_model  # noqa: E402  (imports keras only when called)
 
 _SUBMODULES = ("layers", "models", "data", "generators", "evaluation", "cli")
 
@@ -55,4 +58,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'caloedu' has no attribute {name!r}")
 
 
-__all__ = ["runtime", "__version__", *_SUBMODULES]
+__all__ = ["runtime", "load_model", "__version__", *_SUBMODULES]

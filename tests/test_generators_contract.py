@@ -1,6 +1,9 @@
 """The generator contract (caloedu.generators.base) as FlowMatchingGenerator follows it: raw showers in,
 showers in MeV out, preprocessing inside, clear errors, .keras save / load / resume."""
 
+import subprocess
+import sys
+
 import caloedu  # noqa: F401  (before keras: selects the torch backend)
 import keras
 import numpy as np
@@ -124,6 +127,30 @@ def test_save_load_samples_identically_and_resumes_training(trained, showers, tm
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(restored))
     history = loaded.fit(*showers, epochs=1, batch_size=100, verbose=0)
     assert int(loaded.optimizer.iterations) == steps + 3 and np.isfinite(history.history["loss"][0])
+
+
+def test_caloedu_load_model_works_in_a_fresh_interpreter(trained, tmp_path):
+    # What a student does after `caloedu train`: nothing but `import caloedu` before loading. Plain
+    # keras.saving.load_model would not know FlowMatchingGenerator until caloedu.generators is imported.
+    path = tmp_path / "generator.keras"
+    trained.save(path)
+    code = "import caloedu, sys; g = caloedu.load_model(sys.argv[1]); print(type(g).__name__, g.geometry.name)"
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["FlowMatchingGenerator", GEOMETRY.name]
+
+
+def test_load_model_names_a_missing_or_wrong_file(tmp_path, showers):
+    with pytest.raises(FileNotFoundError, match="No model file at .*absent.keras"):
+        caloedu.load_model(tmp_path / "absent.keras")
+    shower_file = tmp_path / "showers.h5"
+    caloedu.data.save_showers(shower_file, *showers)
+    with pytest.raises(ValueError, match="showers.h5 is not a Keras 3 .keras model file"):
+        caloedu.load_model(shower_file)
+    renamed = tmp_path / "showers.keras"
+    shower_file.rename(renamed)
+    with pytest.raises(ValueError, match="not a Keras 3 .keras model file"):
+        caloedu.load_model(renamed)
 
 
 def test_energy_gap_keeps_near_misses_of_the_empty_point_empty(showers):

@@ -54,16 +54,16 @@ def run(args):
     if os.path.exists(args.output) and not args.overwrite:
         raise ValueError(f"{args.output} exists; pass --overwrite to replace it.")
 
-    import keras
-
-    import caloedu.generators  # noqa: F401  (registers the generator classes for loading)
+    import caloedu
     from caloedu.data import save_showers
     from caloedu.generators import ShowerGenerator
 
     try:
-        generator = keras.saving.load_model(args.model)
+        generator = caloedu.load_model(args.model)
     except (OSError, KeyError, TypeError) as err:
-        raise ValueError(f"{args.model} is not a caloedu generator .keras file ({err}).") from err
+        # Keras' TypeError quotes the whole model config; the first line says what is wrong.
+        reason = str(err).splitlines()[0][:300]
+        raise ValueError(f"{args.model} is not a caloedu generator .keras file ({reason}).") from err
     if not isinstance(generator, ShowerGenerator):
         raise ValueError(f"{args.model} holds a {type(generator).__name__}, not a caloedu generator.")
     incident_energies = incident_energies_for(args, generator.energy_range)

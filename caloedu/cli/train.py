@@ -68,8 +68,6 @@ def run(args):
     if os.path.exists(args.output) and not args.resume:
         raise ValueError(f"{args.output} exists; pass --resume to continue training it, or choose another -o.")
 
-    import keras
-
     import caloedu
     from caloedu.data import load_showers
     from caloedu.generators import GENERATORS, TimeBudget
@@ -79,7 +77,7 @@ def run(args):
     if args.seed is not None:
         caloedu.runtime.set_seed(args.seed)
     if args.resume and os.path.exists(args.output):
-        generator = keras.saving.load_model(args.output)
+        generator = caloedu.load_model(args.output)
         geometry = generator.geometry
         print(f"resuming {args.output} after {int(generator.optimizer.iterations)} training steps")
     else:

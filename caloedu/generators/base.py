@@ -6,7 +6,7 @@ A generator is a `keras.Model` conditioned on the incident energy. Users only ev
     gen.fit(incident_energies, showers, epochs=20, batch_size=256, validation_split=0.1)
     generated = gen.sample(incident_energies, batch_size=10_000, seed=1)   # (N, n_voxels) MeV
     gen.save("model.keras")
-    gen = keras.saving.load_model("model.keras")                           # and fit() goes on
+    gen = caloedu.load_model("model.keras")                                # and fit() goes on
 
 - ``fit(incident_energies (N, 1) MeV, showers (N, n_voxels) MeV, epochs, batch_size, validation_split,
   validation_data=(incident_energies, showers), callbacks, verbose, shuffle, initial_epoch)`` checks

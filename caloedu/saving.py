@@ -1,0 +1,34 @@
+"""``caloedu.load_model``: load any caloedu ``.keras`` file (a generator, a Transformer, a layer).
+
+Keras finds a custom class at load time only if the module that registers it has been imported. A
+student who trains with ``caloedu train`` and then runs ``import caloedu, keras;
+keras.saving.load_model("model.keras")`` would get "Could not locate class 'FlowMatchingGenerator'"
+followed by the whole config. This function imports every registering module first, and says plainly
+when the file is missing or is not a ``.keras`` archive.
+"""
+
+import os
+import zipfile
+
+
+def load_model(path, **kwargs):
+    """Load a model saved with ``model.save("....keras")``; ``kwargs`` go to `keras.saving.load_model`.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: the file is not a Keras 3 ``.keras`` archive (a ``.h5`` shower file, say).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model file at {path}.")
+    if not path.endswith(".keras") or not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a Keras 3 .keras model file (those are zip archives named *.keras, "
+                         f"written by model.save('name.keras') or `caloedu train -o name.keras`).")
+    import keras
+
+    # Imported for their side effect: each registers its classes with Keras' serialisation.
+    import caloedu.generators  # noqa: F401
+    import caloedu.layers  # noqa: F401
+    import caloedu.models  # noqa: F401
+
+    return keras.saving.load_model(path, **kwargs)
