@@ -92,7 +92,7 @@ def run(args):
     incident_energies, showers = load_showers(args.data, geometry=geometry)
     callbacks = [] if args.minutes is None else [TimeBudget(args.minutes)]
     epochs = args.epochs or (1000 if args.minutes else 20)
-    # A progress bar redrawn with carriage returns turns a batch-job log into megabytes: one line per epoch there.
+    # A progress bar redrawn with carriage returns fills a batch job's log file: one line per epoch there.
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     history = generator.fit(incident_energies, showers, epochs=epochs, batch_size=args.batch_size,
                             validation_split=args.validation_split, callbacks=callbacks, verbose=verbose)
