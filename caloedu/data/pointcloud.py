@@ -153,7 +153,7 @@ class PointCloudTransform:
         self._check_fitted()
         values = np.asarray(points, dtype=np.float64) * self.std + self.mean
         hits = np.zeros(values.shape)
-        x = 1.0 / (1.0 + np.exp(-values[..., :3]))
+        x = special.expit(values[..., :3])
         hits[..., :3] = (x - self.alpha) / (1.0 - 2.0 * self.alpha) * self._extent
         energies = special.inv_boxcox(values[..., 3], self.boxcox_lambda)
         hits[..., 3] = np.where(np.isfinite(energies), np.maximum(energies, 0.0), 0.0)  # outside Box-Cox's range

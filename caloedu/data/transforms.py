@@ -13,6 +13,7 @@ Outputs are float64.
 """
 
 import numpy as np
+from scipy import special
 
 from caloedu.data.geometry import CalorimeterGeometry
 
@@ -150,10 +151,8 @@ class LogitTransform(Transform):
         return np.log(x) - np.log1p(-x)
 
     def inverse(self, y, incident_energies=None):
-        # Clipping at +-60 changes nothing after the clip below (sigmoid(-60) ~ 1e-26 << alpha) and keeps
-        # np.exp from overflowing on the far tails a generator can produce.
-        y = np.clip(np.asarray(y, dtype=np.float64), -60.0, 60.0)
-        sigmoid = 1.0 / (1.0 + np.exp(-y))
+        # expit, not 1 / (1 + exp(-y)): no overflow on the far tails a generator can produce.
+        sigmoid = special.expit(np.asarray(y, dtype=np.float64))
         return np.clip((sigmoid - self.alpha) / (1.0 - 2.0 * self.alpha), 0.0, 1.0)
 
     def get_config(self):

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import special
 
 from caloedu import runtime
 from caloedu.evaluation.features import (
@@ -182,8 +183,7 @@ def classifier_metric(reference_inputs, generated_inputs, size="small", epochs=N
 
     def probabilities(x):
         logits = model.predict(x, batch_size=max(config["batch_size"], 1024), verbose=0).reshape(-1)
-        # sigmoid as exp(-log(1 + e^-x)): the same values, without overflow warnings for large negative logits.
-        return np.exp(-np.logaddexp(0.0, -logits.astype(np.float64)))
+        return special.expit(logits.astype(np.float64))  # no overflow warnings for large negative logits
 
     calibration = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
     calibration.fit(probabilities(x_test), y_test)
