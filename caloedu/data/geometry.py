@@ -10,6 +10,7 @@ The shower axis is the z axis; within a layer a voxel is the ring sector
 coordinates are ``eta = r cos(alpha)`` and ``phi = r sin(alpha)`` (both in mm).
 """
 
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +20,9 @@ import numpy as np
 # Thickness of one readout layer in radiation lengths, used by the shower simulator. DS2/DS3 read
 # 2 x (1.4 mm W + 0.3 mm Si) per layer: 2.8 mm of tungsten (X0 = 3.504 mm) is 0.80 X0.
 DS2_LAYER_X0 = 2 * 1.4 / 3.504
+# The CaloChallenge DS2/DS3 readout threshold per voxel (15.15 keV): the simulator cuts at it, generators
+# set generated voxels below it to 0, and below it a voxel counts as empty.
+DS2_THRESHOLD_MEV = 0.01515
 
 # DS1 is the ATLAS barrel at |eta| ~ 0.2: 24 layer ids of which only the EM barrel (0-3) and the tile
 # barrel (12-14) have voxels. Approximate depths in X0: presampler with the material in front of it ~2,
@@ -119,6 +123,11 @@ class CalorimeterGeometry:
         return int(self.voxels_per_layer.sum())
 
     @property
+    def voxel_layer(self):
+        """The layer of every voxel in file order, shape (n_voxels,)."""
+        return np.repeat(np.arange(self.n_layers), self.voxels_per_layer)
+
+    @property
     def layer_boundaries(self):
         """Voxel index where each layer starts, plus the end: shape (n_layers + 1,)."""
         return np.concatenate([[0], np.cumsum(self.voxels_per_layer)])
@@ -170,11 +179,11 @@ class CalorimeterGeometry:
         return VoxelCentres(np.concatenate(layers), r, alpha, r * np.cos(alpha), r * np.sin(alpha))
 
     # --- arrays in this geometry ---------------------------------------------------------------
-    def check_showers(self, showers, what="showers"):
-        """Raise ValueError unless ``showers`` has shape (N, n_voxels)."""
+    def check_showers(self, showers, what="showers", error=ValueError):
+        """Raise ``error`` (a ValueError) unless ``showers`` has shape (N, n_voxels)."""
         shape = np.shape(showers)
         if len(shape) != 2 or shape[1] != self.n_voxels:
-            raise ValueError(
+            raise error(
                 f"{what} has shape {shape}, which does not fit geometry '{self.name}': "
                 f"expected (N, {self.n_voxels}) voxels ({self.n_layers} layers)."
             )
@@ -235,6 +244,19 @@ class CalorimeterGeometry:
             return cls.from_xml(real_path, layer_thickness_x0=thickness, name=name)
 
     @classmethod
+    def coerce(cls, geometry):
+        """A `CalorimeterGeometry` from itself, its config dict (as .keras files store it), a preset name
+        or the path of a binning .xml file: what every constructor that takes a geometry accepts."""
+        if isinstance(geometry, CalorimeterGeometry):
+            return geometry
+        if isinstance(geometry, dict):
+            return cls.from_config(geometry)
+        if isinstance(geometry, (str, os.PathLike)):
+            return cls.from_name_or_path(os.fspath(geometry))
+        raise ValueError(f"A geometry is a CalorimeterGeometry, a preset name ({', '.join(PRESETS)}) or a binning "
+                         f".xml path; got {type(geometry).__name__}.")
+
+    @classmethod
     def from_name_or_path(cls, name_or_path):
         """A preset name or the path of a binning XML file (what the CLI's --geometry takes)."""
         if name_or_path in PRESETS:
@@ -242,7 +264,7 @@ class CalorimeterGeometry:
         if str(name_or_path).endswith(".xml"):
             return cls.from_xml(name_or_path)
         raise ValueError(
-            f"--geometry '{name_or_path}' is neither a preset ({', '.join(PRESETS)}) nor a binning .xml file."
+            f"Geometry '{name_or_path}' is neither a preset ({', '.join(PRESETS)}) nor a binning .xml file."
         )
 
     # --- serialization (generators store their geometry in .keras files) --------------------------

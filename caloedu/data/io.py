@@ -15,6 +15,9 @@ import tempfile
 import h5py
 import numpy as np
 
+from caloedu.data.checks import check_finite_non_negative, check_incident_energies
+from caloedu.data.geometry import CalorimeterGeometry
+
 ENERGY_KEY = "incident_energies"
 SHOWER_KEY = "showers"
 _CHUNK_BYTES = 1 << 20  # ~1 MB per HDF5 chunk: small enough to read a few rows, big enough to compress
@@ -22,20 +25,6 @@ _CHUNK_BYTES = 1 << 20  # ~1 MB per HDF5 chunk: small enough to read a few rows,
 
 class ShowerFileError(ValueError):
     """A shower file (or the arrays for one) does not hold valid CaloChallenge showers."""
-
-
-def _check_finite_non_negative(array, what, offset=0):
-    bad = ~np.isfinite(array)
-    if bad.any():
-        row = int(np.argwhere(bad)[0][0]) + offset
-        raise ShowerFileError(f"{what} holds {int(bad.sum())} NaN or inf values (the first in row {row}).")
-    negative = array < 0
-    if negative.any():
-        row = int(np.argwhere(negative)[0][0]) + offset
-        raise ShowerFileError(
-            f"{what} holds {int(negative.sum())} negative energies (the first in row {row}, "
-            f"{float(array[negative][0]):g} MeV); energies in MeV must be >= 0."
-        )
 
 
 def _check_shapes(energy_shape, shower_shape, geometry, source):
@@ -62,7 +51,7 @@ def save_showers(path, incident_energies, showers, geometry=None, overwrite=Fals
         path: the .h5 / .hdf5 file to write.
         incident_energies: (N, 1) or (N,) MeV.
         showers: (N, n_voxels) MeV, >= 0.
-        geometry: optional `CalorimeterGeometry`: checks n_voxels and records the geometry (as JSON
+        geometry: optional `CalorimeterGeometry` (or preset name): checks n_voxels and records the geometry (as JSON
             in the ``geometry`` attribute) for readers that want it; CaloChallenge readers ignore it.
         overwrite: replace an existing file (otherwise FileExistsError).
     """
@@ -73,9 +62,11 @@ def save_showers(path, incident_energies, showers, geometry=None, overwrite=Fals
     if incident_energies.ndim == 1:
         incident_energies = incident_energies[:, None]
     showers = np.asarray(showers)
+    if geometry is not None:
+        geometry = CalorimeterGeometry.coerce(geometry)
     _check_shapes(incident_energies.shape, showers.shape, geometry, "cannot save")
-    _check_finite_non_negative(incident_energies, f"'{ENERGY_KEY}' to save")
-    _check_finite_non_negative(showers, f"'{SHOWER_KEY}' to save")
+    check_incident_energies(incident_energies, f"'{ENERGY_KEY}' to save", error=ShowerFileError)
+    check_finite_non_negative(showers, f"'{SHOWER_KEY}' to save", error=ShowerFileError)
 
     folder = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(prefix=".", suffix=".h5.part", dir=folder)
@@ -129,11 +120,12 @@ def _open(path):
 
 def _read_rows(file, path, geometry, start, stop):
     if geometry is not None:
+        geometry = CalorimeterGeometry.coerce(geometry)
         _check_shapes(file[ENERGY_KEY].shape, file[SHOWER_KEY].shape, geometry, path)
     incident_energies = file[ENERGY_KEY][start:stop]
     showers = file[SHOWER_KEY][start:stop]
-    _check_finite_non_negative(incident_energies, f"{path}: '{ENERGY_KEY}'", offset=start)
-    _check_finite_non_negative(showers, f"{path}: '{SHOWER_KEY}'", offset=start)
+    check_incident_energies(incident_energies, f"{path}: '{ENERGY_KEY}'", offset=start, error=ShowerFileError)
+    check_finite_non_negative(showers, f"{path}: '{SHOWER_KEY}'", offset=start, error=ShowerFileError)
     return incident_energies, showers
 
 
@@ -142,7 +134,7 @@ def load_showers(path, geometry=None, start=0, stop=None):
 
     Args:
         path: the file.
-        geometry: optional `CalorimeterGeometry` the showers must fit (n_voxels).
+        geometry: optional `CalorimeterGeometry` (or preset name, or binning .xml) the showers must fit.
         start, stop: read rows ``start:stop`` only.
     Returns:
         (incident_energies (N, 1), showers (N, n_voxels)) in MeV, with the file's dtypes.

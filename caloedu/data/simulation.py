@@ -23,9 +23,9 @@ applies to the values as stored: no voxel lies in (0, threshold_mev).
 import numpy as np
 
 from caloedu.data import gflash
-from caloedu.data.geometry import CalorimeterGeometry
+from caloedu.data.checks import check_incident_energies
+from caloedu.data.geometry import DS2_THRESHOLD_MEV, CalorimeterGeometry
 
-DS2_THRESHOLD_MEV = 0.01515  # 15.15 keV, the CaloChallenge DS2/DS3 readout threshold
 DEFAULT_ENERGY_RANGE = (1e3, 1e6)  # 1 GeV - 1 TeV in MeV, log-uniform like DS2
 _VOXELS_PER_BATCH = 1 << 20  # ~8 MB per float64 temporary: keeps a batch in cache-friendly sizes
 
@@ -59,8 +59,7 @@ class ShowerSimulator:
 
     def __init__(self, geometry, threshold_mev=DS2_THRESHOLD_MEV, sampling_term=0.2, constant_term=0.01,
                  sampling_fraction=None, medium=gflash.DS2_MEDIUM, fluctuate_profile=True):
-        if not isinstance(geometry, CalorimeterGeometry):
-            geometry = CalorimeterGeometry.from_name_or_path(geometry)
+        geometry = CalorimeterGeometry.coerce(geometry)
         if threshold_mev < 0:
             raise ValueError(f"threshold_mev must be >= 0 MeV, got {threshold_mev}.")
         if not 0 < sampling_term < 1:
@@ -148,10 +147,8 @@ class ShowerSimulator:
                 raise ValueError("Give the number of showers n, or the incident_energies to simulate.")
             energies = log_uniform_energies(n, energy_range, rng)
         else:
-            energies = np.array(incident_energies, dtype=np.float64)  # a copy: the result must not alias the input
-            if energies.ndim > 2 or (energies.ndim == 2 and energies.shape[1] != 1):
-                raise ValueError(f"incident_energies must have shape (N,) or (N, 1), got {energies.shape}.")
-            energies = energies.reshape(-1)
+            # check_incident_energies copies: the result must not alias the input
+            energies = check_incident_energies(np.array(incident_energies, dtype=np.float64)).reshape(-1)
             if n is not None and n != len(energies):
                 raise ValueError(f"n={n} but {len(energies)} incident_energies were given; give one or the other.")
         gflash._ln_y(energies, self.medium)  # validate all energies before simulating any

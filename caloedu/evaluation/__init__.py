@@ -15,6 +15,7 @@ from caloedu.evaluation.classifier import (
 from caloedu.evaluation.features import (
     FeatureDistribution,
     HighLevelFeatures,
+    centre_and_width,
     compute_features,
     feature_distributions,
     high_level_classifier_inputs,
@@ -27,6 +28,7 @@ from caloedu.evaluation.metrics import (
     jsd_from_bce,
     reference_bin_edges,
     separation_power,
+    separation_power_from_counts,
     separation_powers,
     summarise_by_group,
 )
@@ -46,7 +48,8 @@ def __getattr__(name):
 __all__ = [
     "compute_features", "HighLevelFeatures", "FeatureDistribution", "feature_distributions", "voxel_spectrum",
     "high_level_classifier_inputs", "low_level_classifier_inputs",
-    "separation_power", "separation_powers", "jensen_shannon_divergence", "jsd_from_bce",
+    "separation_power", "separation_power_from_counts", "separation_powers", "centre_and_width",
+    "jensen_shannon_divergence", "jsd_from_bce",
     "reference_bin_edges", "histogram_with_overflow", "summarise_by_group",
     "classifier_metric", "classifier_metrics", "ClassifierResult", "CLASSIFIER_SIZES",
     "build_classifier", "adapt_classifier",

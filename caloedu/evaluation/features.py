@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from caloedu.data.checks import check_incident_energies
+
 # Showers are processed this many voxel values at a time so DS3 (40,500 voxels) stays within memory.
 _CHUNK_VALUES = 2**24
 # At most this many voxel energies are kept for the voxel spectrum; beyond it, a fixed subset of showers
@@ -66,14 +68,31 @@ class FeatureDistribution:
 
 
 def _as_arrays(incident_energies, showers, geometry):
+    incident_energies = check_incident_energies(incident_energies)
+    # Shape only: the voxel values were checked where the showers came from (a file, a generator).
     geometry.check_showers(showers)
-    incident_energies = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
     if len(incident_energies) != len(showers):
-        raise ValueError(
-            f"There are {len(incident_energies)} incident energies for {len(showers)} showers; "
-            "each shower needs one incident energy."
-        )
-    return incident_energies, showers
+        raise ValueError(f"showers has {len(showers)} rows but there are {len(incident_energies)} incident "
+                         "energies; every shower needs one incident energy.")
+    return incident_energies[:, 0], showers
+
+
+def centre_and_width(layer_showers, x):
+    """Energy-weighted centre <x> = sum(E x) / sum(E) and width sqrt(<x^2> - <x>^2) of one layer.
+
+    Args:
+        layer_showers: (N, V) energies of the layer's V voxels, MeV.
+        x: (V,) coordinate of each voxel centre, mm.
+    Returns:
+        (centre, width), two arrays (N,) in mm; 0 and 0 (never NaN) for a layer without energy.
+    """
+    energy = np.asarray(layer_showers, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    total = energy.sum(axis=1)
+    safe = np.where(total > 0, total, 1.0)  # an empty layer: the numerators are 0 too, so both come out 0
+    centre = energy @ x / safe
+    # Rounding can make <x^2> - <x>^2 slightly negative for a single hit voxel.
+    return centre, np.sqrt(np.maximum(energy @ (x * x) / safe - centre**2, 0.0))
 
 
 def _chunks(n_showers, n_voxels):
@@ -108,18 +127,12 @@ def compute_features(incident_energies, showers, geometry, threshold=0.0):
             if hi == lo:
                 continue  # a layer with no voxels (DS1) keeps all features at 0
             energy = chunk[:, lo:hi]  # (n, voxels in layer)
-            e_layer = energy.sum(axis=1)
-            # Dividing by max(E, tiny) gives 0 (not NaN) for layers without energy: numerators are 0 too.
-            safe = np.maximum(e_layer, np.finfo(np.float64).tiny)
-            out["layer_energies"][rows, layer] = e_layer
+            out["layer_energies"][rows, layer] = energy.sum(axis=1)
             out["sparsity"][rows, layer] = (energy > threshold).mean(axis=1)
             for axis in ("eta", "phi"):
-                x = getattr(centres, axis)[lo:hi]  # (voxels in layer,) mm
-                mean = energy @ x / safe
-                mean_sq = energy @ (x * x) / safe
-                out[f"centre_{axis}"][rows, layer] = mean
-                # Rounding can make <x^2> - <x>^2 slightly negative for a single hit voxel.
-                out[f"width_{axis}"][rows, layer] = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
+                centre, width = centre_and_width(energy, getattr(centres, axis)[lo:hi])
+                out[f"centre_{axis}"][rows, layer] = centre
+                out[f"width_{axis}"][rows, layer] = width
 
     total = out["layer_energies"].sum(axis=1)
     return HighLevelFeatures(

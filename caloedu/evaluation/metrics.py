@@ -70,6 +70,16 @@ def _normalised_histograms(reference, generated, bins, scale):
     return hists
 
 
+def separation_power_from_counts(counts_1, counts_2):
+    """Separation power S in [0, 1] of two histograms given as counts of the same bins, shape (B,) each:
+    both are normalised to sum 1, and bins empty in both add nothing."""
+    h1 = np.asarray(counts_1, dtype=np.float64)
+    h2 = np.asarray(counts_2, dtype=np.float64)
+    h1, h2 = h1 / h1.sum(), h2 / h2.sum()
+    filled = (h1 + h2) > 0
+    return float(0.5 * np.sum((h1[filled] - h2[filled]) ** 2 / (h1[filled] + h2[filled])))
+
+
 def separation_power(reference, generated, bins=50, scale="linear"):
     """Separation power S in [0, 1] of two samples (any shape; flattened).
 
@@ -78,10 +88,7 @@ def separation_power(reference, generated, bins=50, scale="linear"):
         bins: number of bins spanning the reference (see `reference_bin_edges`), or bin edges.
         scale: 'linear' or 'log' spacing when ``bins`` is a number.
     """
-    h1, h2 = _normalised_histograms(reference, generated, bins, scale)
-    total = h1 + h2
-    filled = total > 0
-    return float(0.5 * np.sum((h1[filled] - h2[filled]) ** 2 / total[filled]))
+    return separation_power_from_counts(*_normalised_histograms(reference, generated, bins, scale))
 
 
 def jensen_shannon_divergence(reference, generated, bins=50, scale="linear"):

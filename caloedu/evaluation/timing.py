@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 
+from caloedu.data.checks import check_incident_energies
+
 
 def _synchronise():
     """Wait for queued CUDA kernels: without it a GPU sampler returns before its work is done."""
@@ -30,9 +32,7 @@ def time_per_shower(sampler, incident_energies, batch_size=100, repeats=5, warmu
     Returns:
         float: milliseconds per shower (median over the repeats).
     """
-    incident_energies = np.asarray(incident_energies)
-    if incident_energies.ndim == 1:
-        incident_energies = incident_energies[:, None]
+    incident_energies = check_incident_energies(incident_energies)
     n = len(incident_energies)
     if n == 0:
         raise ValueError("time_per_shower needs at least one incident energy.")
