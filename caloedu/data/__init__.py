@@ -1,46 +1,23 @@
-"""Calorimeter data: geometry, the GFLASH-style shower simulator, CaloChallenge HDF5 files, transforms."""
+"""Calorimeter data: geometry, the GFLASH-style shower simulator, CaloChallenge HDF5 files, transforms and the
+representations generators learn (flat feature vectors, point clouds).
 
-from caloedu.data.geometry import PRESETS, CalorimeterGeometry, VoxelCentres
-from caloedu.data.gflash import (
-    SamplingMedium,
-    longitudinal_layer_fractions,
-    radial_cdf,
-    sample_longitudinal_parameters,
-)
-from caloedu.data.io import ShowerFileError, count_showers, iter_showers, load_showers, save_showers
-from caloedu.data.pointcloud import PointCloudTransform, hits_to_showers, showers_to_hits
-from caloedu.data.simulation import ShowerSimulator, simulate_showers
-from caloedu.data.transforms import (
-    Chain,
-    EnergyRatioTransform,
-    LogEnergyCondition,
-    LogitTransform,
-    Standardizer,
-    transform_from_config,
-)
+Names load from their modules on first use (``from caloedu.data import load_showers`` works as usual), so that
+``caloedu --help`` or a geometry lookup does not import h5py and scipy.
+"""
 
-__all__ = [
-    "CalorimeterGeometry",
-    "VoxelCentres",
-    "PRESETS",
-    "ShowerSimulator",
-    "simulate_showers",
-    "SamplingMedium",
-    "sample_longitudinal_parameters",
-    "longitudinal_layer_fractions",
-    "radial_cdf",
-    "save_showers",
-    "load_showers",
-    "iter_showers",
-    "count_showers",
-    "ShowerFileError",
-    "EnergyRatioTransform",
-    "LogitTransform",
-    "LogEnergyCondition",
-    "Standardizer",
-    "Chain",
-    "transform_from_config",
-    "PointCloudTransform",
-    "showers_to_hits",
-    "hits_to_showers",
-]
+from caloedu.lazy import lazy_exports
+
+_EXPORTS = {
+    "geometry": ("CalorimeterGeometry", "VoxelCentres", "PRESETS", "DS2_THRESHOLD_MEV"),
+    "gflash": ("SamplingMedium", "sample_longitudinal_parameters", "longitudinal_layer_fractions", "radial_cdf"),
+    "simulation": ("ShowerSimulator", "simulate_showers"),
+    "io": ("save_showers", "load_showers", "iter_showers", "count_showers", "ShowerFileError"),
+    "checks": ("check_incident_energies", "check_showers"),
+    "transforms": ("Transform", "Chain", "LogitTransform", "LogEnergyCondition", "Standardizer",
+                   "register_transform", "transform_from_config"),
+    "ratios": ("EnergyRatioTransform", "energy_ratios", "layer_energies_from_ratios"),
+    "pointcloud": ("PointCloudTransform", "PointCloud", "showers_to_hits", "hits_to_showers"),
+    "representation": ("Representation", "VoxelRepresentation", "PointCloudRepresentation", "VoxelLayout",
+                       "PointCloudLayout", "REPRESENTATIONS", "make_representation", "dequantize"),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -5,20 +5,31 @@ Two steps, each invertible:
    cell numbers plus uniform dequantisation noise, z = layer + U(0, 1), alpha = angular bin + U(0, 1),
    r = radial bin + U(0, 1), so ``floor`` gives the voxel back; E is the voxel energy (MeV). Showers have
    different numbers of hits: they are padded to ``max_hits`` and come with a boolean mask.
-2. `PointCloudTransform`: the scaling a network sees. Coordinates: min-max to [0, 1] (dividing by
-   n_layers, n_alpha, n_radial), logit, standardisation; energy: Box-Cox (lambda fitted), standardisation.
+2. `PointCloudTransform`, a `Transform` from showers to the scaled clouds a network sees. Coordinates:
+   min-max to [0, 1] (dividing by n_layers, n_alpha, n_radial), logit, standardisation; energy: Box-Cox
+   (lambda fitted), standardisation. Its output is a `PointCloud` (points, mask):
 
-    cloud = PointCloudTransform(geometry).fit(showers, seed=0)
-    points, mask = cloud.forward(showers, seed=1)        # (N, max_hits, 4), (N, max_hits)
-    showers_again = cloud.inverse(points, mask)          # (N, n_voxels) MeV, the same energies
+    transform = PointCloudTransform(geometry).fit(showers, seed=0)
+    cloud = transform.forward(showers, seed=1)           # cloud.points (N, max_hits, 4), cloud.mask (N, max_hits)
+    showers_again = transform.inverse(cloud)             # (N, n_voxels) MeV, the same energies
 """
 
+from typing import NamedTuple
+
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from caloedu.data.geometry import CalorimeterGeometry
+from caloedu.data.transforms import Transform, register_transform
 
 FEATURES = ("z", "alpha", "r", "energy")
+
+
+class PointCloud(NamedTuple):
+    """Padded point clouds: ``points`` (N, max_hits, n_features) and ``mask`` (N, max_hits) bool, True for a hit."""
+
+    points: np.ndarray
+    mask: np.ndarray
 
 
 def _voxel_cells(geometry):
@@ -92,25 +103,28 @@ def hits_to_showers(hits, mask, geometry):
     return showers.reshape(n, geometry.n_voxels)
 
 
-class PointCloudTransform:
+@register_transform
+class PointCloudTransform(Transform):
     """Voxel showers <-> the scaled, padded point clouds a point-cloud generator learns (MDMA).
 
+    Not a one-to-one map (a shower has fewer hits than voxels, and the dequantisation noise is drawn),
+    so it has no log-Jacobian.
+
     Args:
-        geometry: the `CalorimeterGeometry`.
+        geometry: the `CalorimeterGeometry` (or its config, or a preset name).
         max_hits: padding length (default: fitted, the largest number of hits seen by ``fit``).
         alpha: logit squeeze, x' = alpha + (1 - 2 alpha) x, so cell edges stay finite.
     """
 
     def __init__(self, geometry, max_hits=None, alpha=1e-6, mean=None, std=None, boxcox_lambda=None):
-        if isinstance(geometry, dict):
-            geometry = CalorimeterGeometry.from_config(geometry)
-        self.geometry = geometry
+        self.geometry = CalorimeterGeometry.coerce(geometry)
         self.max_hits = None if max_hits is None else int(max_hits)
         self.alpha = float(alpha)
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
         self.std = None if std is None else np.asarray(std, dtype=np.float64)
         self.boxcox_lambda = None if boxcox_lambda is None else float(boxcox_lambda)
         # Min-max scale: the cell-unit coordinates run over [0, n_layers), [0, max n_alpha), [0, max n_r).
+        geometry = self.geometry
         self._extent = np.array([geometry.n_layers, max(geometry.n_alpha), int(geometry.n_radial.max())], float)
 
     def _unscaled(self, hits, mask):
@@ -122,8 +136,10 @@ class PointCloudTransform:
         out[..., 3] = special.boxcox(energies, self.boxcox_lambda)
         return out
 
-    def fit(self, showers, seed=None, max_fit_hits=200_000):
+    def fit(self, showers, incident_energies=None, seed=None, max_fit_hits=200_000):
         """Fit the padding length, Box-Cox lambda (on at most ``max_fit_hits`` energies) and the scaler."""
+        from scipy import stats  # scipy.stats takes a second to import: only when fitting
+
         hits, mask = showers_to_hits(showers, self.geometry, seed=seed)
         if self.max_hits is None:
             self.max_hits = hits.shape[1]
@@ -141,16 +157,17 @@ class PointCloudTransform:
         if self.mean is None or self.boxcox_lambda is None or self.max_hits is None:
             raise ValueError("PointCloudTransform is not fitted: call fit(showers) first.")
 
-    def forward(self, showers, seed=None):
-        """(N, n_voxels) MeV -> points (N, max_hits, 4) float64 (z, alpha, r, E scaled), mask (N, max_hits)."""
+    def forward(self, showers, incident_energies=None, seed=None):
+        """(N, n_voxels) MeV -> `PointCloud`: points (N, max_hits, 4) float64 (z, alpha, r, E scaled), mask."""
         self._check_fitted()
         hits, mask = showers_to_hits(showers, self.geometry, seed=seed, max_hits=self.max_hits)
         points = (self._unscaled(hits, mask) - self.mean) / self.std
-        return np.where(mask[..., None], points, 0.0), mask
+        return PointCloud(np.where(mask[..., None], points, 0.0), mask)
 
-    def inverse(self, points, mask):
-        """Scaled points and mask -> (N, n_voxels) MeV showers (hits in the same voxel add up)."""
+    def inverse(self, cloud, incident_energies=None):
+        """A `PointCloud` (or a (points, mask) pair) -> (N, n_voxels) MeV showers (hits in one voxel add up)."""
         self._check_fitted()
+        points, mask = cloud
         values = np.asarray(points, dtype=np.float64) * self.std + self.mean
         hits = np.zeros(values.shape)
         x = special.expit(values[..., :3])
@@ -168,7 +185,3 @@ class PointCloudTransform:
             "std": None if self.std is None else self.std.tolist(),
             "boxcox_lambda": self.boxcox_lambda,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

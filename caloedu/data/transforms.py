@@ -1,4 +1,4 @@
-"""Preprocessing as invertible transforms (CaloINN / CaloDREAM), numpy in and out.
+"""Invertible transforms, numpy in and out: the building blocks of the preprocessing (CaloINN / CaloDREAM).
 
 Every transform has ``forward(x, incident_energies=None)``, ``inverse(y, incident_energies=None)``,
 ``fit(x, incident_energies=None)`` (a no-op where nothing is learned) and JSON-serialisable
@@ -8,14 +8,15 @@ Every transform has ``forward(x, incident_energies=None)``, ``inverse(y, inciden
     x = chain.fit(showers, incident_energies).forward(showers, incident_energies)   # (N, L + n_voxels)
     showers_again = chain.inverse(x, incident_energies)                               # (N, n_voxels) MeV
 
+A transform that maps R^D one to one onto R^D also gives ``log_det_jacobian(x, incident_energies)``,
+log |det d forward / d x| per row, and says so with ``has_log_det = True``: what a likelihood in the
+showers' own space (MeV) needs on top of the likelihood of the transformed features.
 ``LogEnergyCondition`` maps the incident energy itself to [0, 1] (the generator's condition).
 Outputs are float64.
 """
 
 import numpy as np
 from scipy import special
-
-from caloedu.data.geometry import CalorimeterGeometry
 
 _REGISTRY = {}
 
@@ -41,24 +42,40 @@ def serialize(transform):
     return {"class_name": type(transform).__name__, "config": transform.get_config()}
 
 
-def _safe_divide(numerator, denominator):
+def safe_divide(numerator, denominator):
     """numerator / denominator, 0 where the denominator is 0 (empty layers, showers without energy)."""
     out = np.zeros(np.broadcast_shapes(np.shape(numerator), np.shape(denominator)))
     np.divide(numerator, denominator, out=out, where=denominator > 0)
     return out
 
 
+def incident_column(incident_energies, who):
+    """The incident energies as a float64 column (N, 1); ``who`` names the transform that needs them."""
+    if incident_energies is None:
+        raise ValueError(f"{who} needs the incident_energies (N, 1) MeV.")
+    return np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
+
+
 class Transform:
-    """Base class: the identity. Subclasses override what they change."""
+    """Base class. Subclasses implement ``forward`` and ``inverse``; those that learn statistics, ``fit``;
+    bijections of R^D onto R^D, ``log_det_jacobian`` with ``has_log_det = True``."""
+
+    has_log_det = False
 
     def fit(self, x, incident_energies=None):
         return self
 
     def forward(self, x, incident_energies=None):
-        return np.asarray(x, dtype=np.float64)
+        raise NotImplementedError
 
     def inverse(self, y, incident_energies=None):
-        return np.asarray(y, dtype=np.float64)
+        raise NotImplementedError
+
+    def log_det_jacobian(self, x, incident_energies=None):
+        """log |det d forward(x) / d x| for each row of ``x``, shape (N,), float64."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not map its inputs one to one onto as many outputs, so its outputs "
+            "have no density in the space of its inputs.")
 
     def get_config(self):
         return {}
@@ -73,73 +90,17 @@ class Transform:
 
 
 @register_transform
-class EnergyRatioTransform(Transform):
-    """Showers (N, n_voxels) MeV -> (N, n_layers + n_voxels): energy ratios, then normalised layer shapes.
-
-    Columns: u0 = sum_i E_i / (response_scale E_inc); u_i = E_{i-1} / sum_{j >= i-1} E_j for i = 1 ..
-    L-1 (the last layer's share is what remains, so it needs no number); then each voxel divided by its
-    layer's energy. Empty layers and showers without energy give 0, never NaN.
-
-    Args:
-        geometry: the `CalorimeterGeometry` of the showers.
-        response_scale: divides u0; set it so u0 < 1 when a logit follows (e.g. 2.0: E_dep/E_inc
-            fluctuates above 1 at low energy).
-    """
-
-    def __init__(self, geometry, response_scale=1.0):
-        if isinstance(geometry, dict):
-            geometry = CalorimeterGeometry.from_config(geometry)
-        self.geometry = geometry
-        self.response_scale = float(response_scale)
-
-    def _layer_index(self):
-        return np.repeat(np.arange(self.geometry.n_layers), self.geometry.voxels_per_layer)  # (n_voxels,)
-
-    def forward(self, showers, incident_energies=None):
-        if incident_energies is None:
-            raise ValueError("EnergyRatioTransform needs the incident_energies (N, 1) MeV to form u0 = E_tot / E_inc.")
-        self.geometry.check_showers(showers)
-        showers = np.asarray(showers, dtype=np.float64)
-        e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
-        layers = self.geometry.layer_energies(showers)  # (N, L)
-        remaining = np.cumsum(layers[:, ::-1], axis=1)[:, ::-1]  # sum_{j >= i} E_j, (N, L)
-        u0 = remaining[:, :1] / (self.response_scale * e_inc)
-        ratios = _safe_divide(layers[:, :-1], remaining[:, :-1])  # (N, L - 1)
-        shapes = _safe_divide(showers, layers[:, self._layer_index()])  # (N, n_voxels)
-        return np.concatenate([u0, ratios, shapes], axis=1)
-
-    def inverse(self, y, incident_energies=None):
-        if incident_energies is None:
-            raise ValueError("EnergyRatioTransform.inverse needs the incident_energies (N, 1) MeV.")
-        y = np.asarray(y, dtype=np.float64)
-        n_layers = self.geometry.n_layers
-        e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
-        remaining = np.clip(y[:, 0], 0.0, None) * self.response_scale * e_inc  # E_tot
-        ratios = np.clip(y[:, 1:n_layers], 0.0, 1.0)
-        layers = np.zeros((len(y), n_layers))
-        for layer in range(n_layers - 1):  # E_i = (E_tot - sum_{j<i} E_j) u_i
-            layers[:, layer] = remaining * ratios[:, layer]
-            remaining = remaining - layers[:, layer]
-        layers[:, -1] = remaining
-        # Renormalise each layer's shape so generated shapes that do not sum to 1 keep the layer energy.
-        shapes = np.clip(y[:, n_layers:], 0.0, None)
-        sums = self.geometry.layer_energies(shapes)  # (N, L)
-        return shapes * _safe_divide(layers, sums)[:, self._layer_index()]
-
-    def get_config(self):
-        return {"geometry": self.geometry.get_config(), "response_scale": self.response_scale}
-
-
-@register_transform
 class LogitTransform(Transform):
     """x in [0, 1] -> y = ln(x' / (1 - x')), x' = alpha + (1 - 2 alpha) x; inverse clips back to [0, 1]."""
+
+    has_log_det = True
 
     def __init__(self, alpha=1e-6):
         if not 0 < alpha < 0.5:
             raise ValueError(f"LogitTransform alpha must be in (0, 0.5), got {alpha}.")
         self.alpha = float(alpha)
 
-    def forward(self, x, incident_energies=None):
+    def _squeezed(self, x):
         x = np.asarray(x, dtype=np.float64)
         outside = (x < 0) | (x > 1)
         if outside.any():
@@ -147,13 +108,22 @@ class LogitTransform(Transform):
                 f"LogitTransform needs inputs in [0, 1]; {int(outside.sum())} values lie outside "
                 f"(from {x.min():g} to {x.max():g}). Scale them first (EnergyRatioTransform's response_scale)."
             )
-        x = self.alpha + (1.0 - 2.0 * self.alpha) * x
+        return self.alpha + (1.0 - 2.0 * self.alpha) * x
+
+    def forward(self, x, incident_energies=None):
+        x = self._squeezed(x)
         return np.log(x) - np.log1p(-x)
 
     def inverse(self, y, incident_energies=None):
         # expit, not 1 / (1 + exp(-y)): no overflow on the far tails a generator can produce.
         sigmoid = special.expit(np.asarray(y, dtype=np.float64))
         return np.clip((sigmoid - self.alpha) / (1.0 - 2.0 * self.alpha), 0.0, 1.0)
+
+    def log_det_jacobian(self, x, incident_energies=None):
+        # dy/dx = (1 - 2 alpha) / (x' (1 - x')) for every feature
+        x = self._squeezed(x)
+        per_feature = np.log1p(-2.0 * self.alpha) - np.log(x) - np.log1p(-x)
+        return per_feature.reshape(len(x), -1).sum(axis=1)
 
     def get_config(self):
         return {"alpha": self.alpha}
@@ -184,6 +154,8 @@ class LogEnergyCondition(Transform):
 class Standardizer(Transform):
     """Per-feature (x - mean) / std, with mean and std fitted on data (constant features keep std = 1)."""
 
+    has_log_det = True
+
     def __init__(self, mean=None, std=None):
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
         self.std = None if std is None else np.asarray(std, dtype=np.float64)
@@ -207,6 +179,10 @@ class Standardizer(Transform):
         self._check_fitted()
         return np.asarray(y, dtype=np.float64) * self.std + self.mean
 
+    def log_det_jacobian(self, x, incident_energies=None):
+        self._check_fitted()
+        return np.full(len(x), -np.sum(np.log(np.broadcast_to(self.std, np.shape(x)[1:]))))
+
     def get_config(self):
         return {
             "mean": None if self.mean is None else self.mean.tolist(),
@@ -220,6 +196,10 @@ class Chain(Transform):
 
     def __init__(self, transforms):
         self.transforms = [transform_from_config(t) if isinstance(t, dict) else t for t in transforms]
+
+    @property
+    def has_log_det(self):
+        return all(t.has_log_det for t in self.transforms)
 
     def fit(self, x, incident_energies=None):
         for transform in self.transforms:  # each fits on what the previous ones produce
@@ -236,6 +216,14 @@ class Chain(Transform):
         for transform in reversed(self.transforms):
             y = transform.inverse(y, incident_energies)
         return y
+
+    def log_det_jacobian(self, x, incident_energies=None):
+        # The chain rule: the log-determinants of the steps add up, each taken where its input lies.
+        total = np.zeros(len(x))
+        for transform in self.transforms:
+            total += transform.log_det_jacobian(x, incident_energies)
+            x = transform.forward(x, incident_energies)
+        return total
 
     def get_config(self):
         return {"transforms": [serialize(t) for t in self.transforms]}
