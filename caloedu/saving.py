@@ -27,8 +27,11 @@ def load_model(path, **kwargs):
     import keras
 
     # Imported for their side effect: each registers its classes with Keras' serialisation.
-    import caloedu.generators  # noqa: F401
     import caloedu.layers  # noqa: F401
     import caloedu.models  # noqa: F401
+    from caloedu.generators.registry import family_names, get_family
+
+    for name in family_names():
+        get_family(name)
 
     return keras.saving.load_model(path, **kwargs)

@@ -1,19 +1,36 @@
-"""Generative models of calorimeter showers, all following one contract (`caloedu.generators.base`):
-Keras models conditioned on the incident energy, trained with ``fit(incident_energies, showers)``,
-sampled with ``sample(incident_energies) -> showers`` in MeV, saved and resumed as ``.keras`` files."""
+"""Generative models of calorimeter showers, all following one contract (`caloedu.generators.base`): Keras
+models conditioned on the incident energy, trained with ``fit(incident_energies, showers)``, sampled with
+``sample(incident_energies) -> showers`` in MeV, saved and resumed as ``.keras`` files.
 
-from caloedu.generators.base import ShowerGenerator, check_incident_energies, check_showers
-from caloedu.generators.callbacks import TimeBudget
-from caloedu.generators.flow_matching import FlowMatchingGenerator
-from caloedu.generators.ode import SOLVERS, integrate
-from caloedu.generators.preprocessing import PREPROCESSINGS, IncidentEnergyRatio, make_preprocessing
-from caloedu.generators.velocity import FourierFeatures, LayerTransformerVelocity, MLPVelocity
+Where things are:
 
-# Model names the CLI accepts (`caloedu train --model ...`); the other families join here.
-GENERATORS = {"flow-matching": FlowMatchingGenerator}
+    base.py           ShowerGenerator, the contract (its docstring says what a family implements)
+    options.py        the options dataclasses: every option with its default and help, one vocabulary
+    registry.py       FAMILIES: name -> class, what the CLI, the benches and the tests read
+    callbacks.py      TrainingBudget (minutes or showers, cosine schedule), NaNGuard
+    flow_matching.py  FlowMatchingGenerator ("flow-matching"), cfm_loss, cfm_data_loss
+    velocity.py       the flow-matching networks (MLP, layer transformer, ring mean field)
+    ode.py            euler_step, midpoint_step, rk4_step, integrate
 
-__all__ = [
-    "ShowerGenerator", "FlowMatchingGenerator", "GENERATORS", "TimeBudget", "integrate", "SOLVERS",
-    "PREPROCESSINGS", "make_preprocessing", "IncidentEnergyRatio", "MLPVelocity", "LayerTransformerVelocity",
-    "FourierFeatures", "check_incident_energies", "check_showers",
-]
+A new family is one file here (or one small folder): its options dataclass, its networks
+(``build_networks``), its losses (``compute_losses``, or ``train_batch`` with several optimizers), its
+``generate`` (and ``feature_log_prob`` if it has a likelihood), registered with one line in
+``registry.FAMILIES``. ``caloedu train --model NAME``, ``caloedu sample``, ``caloedu bench generator`` and the
+contract tests (tests/test_generators_contract.py) then pick it up; no CLI file changes. Its shared pieces
+come from ``caloedu.layers`` and ``caloedu.data.representation``, not from copies.
+
+Names load on first use, so ``import caloedu.generators.registry`` (the CLI) does not import keras.
+"""
+
+from caloedu.lazy import lazy_exports
+
+_EXPORTS = {
+    "base": ("ShowerGenerator", "CPU_BATCH_LIMIT"),
+    "callbacks": ("TrainingBudget", "NaNGuard", "TrainingDiverged"),
+    "options": ("GeneratorOptions", "SamplingOptions", "option"),
+    "registry": ("FAMILIES", "register_generator", "get_family", "family_names"),
+    "flow_matching": ("FlowMatchingGenerator", "FlowMatchingOptions", "cfm_loss", "cfm_data_loss"),
+    "velocity": ("MLPVelocity", "LayerTransformerVelocity", "RingMeanFieldVelocity"),
+    "ode": ("SOLVERS", "integrate", "euler_step", "midpoint_step", "rk4_step"),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

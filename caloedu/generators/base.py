@@ -1,228 +1,435 @@
-"""The contract every caloedu generator follows (flow matching now; GAN, VAE, flow, autoregressive later).
+"""The contract every caloedu generator follows: flow matching, normalizing flows, GANs, VAEs,
+autoregressive and set models alike.
 
 A generator is a `keras.Model` conditioned on the incident energy. Users only ever see showers in MeV::
 
-    gen = FlowMatchingGenerator(CalorimeterGeometry.preset("teaching"))
-    gen.fit(incident_energies, showers, epochs=20, batch_size=256, validation_split=0.1)
-    generated = gen.sample(incident_energies, batch_size=10_000, seed=1)   # (N, n_voxels) MeV
+    gen = FlowMatchingGenerator(CalorimeterGeometry.preset("teaching"))      # options: FlowMatchingOptions
+    gen.fit(incident_energies, showers, epochs=20, batch_size=256, callbacks=[TrainingBudget(minutes=10)])
+    generated = gen.sample(incident_energies, batch_size=10_000, seed=1)      # (N, n_voxels) float32 MeV
+    gen.log_prob(incident_energies, showers)                                  # (N,) nats, families with a likelihood
     gen.save("model.keras")
-    gen = caloedu.load_model("model.keras")                                # and fit() goes on
+    gen = caloedu.load_model("model.keras")                                   # samples the same, fit() goes on
 
-- ``fit(incident_energies (N, 1) MeV, showers (N, n_voxels) MeV, epochs, batch_size, validation_split,
-  validation_data=(incident_energies, showers), callbacks, verbose, shuffle, initial_epoch)`` checks
-  the showers against the geometry, fits the preprocessing on the first call (later calls reuse it),
-  maps the showers to the network's space and runs ``keras.Model.fit`` on them: Keras sees the
-  preprocessed showers as ``x`` and the energy condition as ``y``, the subclass's ``train_step``
-  computes its loss. Progress bar, callbacks and History are Keras'; `keras.callbacks.TerminateOnNaN`
-  is added unless given. An uncompiled generator compiles itself with Adam(``learning_rate``) and
-  an EMA of the weights (`default_optimizer`); ``compile(optimizer=...)`` first to choose another.
-- ``sample(incident_energies, batch_size=..., seed=None, **options) -> (N, n_voxels) float32 MeV`` in the
-  geometry's voxel order, >= 0, and every voxel below ``threshold_mev`` set to 0 as the readout does.
+What the base does (once, for every family):
+
+- **Options.** ``options_class`` (a dataclass, `caloedu.generators.options`) holds the family's options with
+  their documented defaults; ``gen.options`` is the validated instance, ``get_config`` stores it.
+- **Representation.** ``options.preprocessing`` names a `caloedu.data.representation` (voxel features or
+  point clouds). ``fit`` checks the showers, fits the representation on its first call (later calls reuse it,
+  and so does a loaded file) and hands Keras the features as ``x`` and the condition (log E_inc mapped to
+  [0, 1] over ``energy_range``) as ``y``. Networks read ``gen.layout`` (what sits where in the features).
+- **Training.** Keras ``fit`` with the base's ``train_step``: the batch is moved to the device, the family's
+  ``train_batch`` does the update, the base counts ``training_steps`` and ``showers_seen`` (saved, so a
+  budget in showers reproduces a run), updates the EMA of the weights and the loss trackers, one per name in
+  ``loss_names`` (what the progress bar and History show). A loss that turns NaN stops training with a
+  `TrainingDiverged` error that says what to do.
+- **Optimizers.** ``optimizer_weights()`` names each optimizer and the weights it updates (one, "optimizer",
+  by default; a GAN has "critic" and "generator"), ``default_optimizers()`` builds them (Adam with the options'
+  learning rates) when ``fit`` finds the generator uncompiled; ``compile(optimizer={"critic": ...})`` chooses
+  others. Every optimizer's state is saved in the .keras file and restored, so training resumes exactly.
+  ``optimizer_step(loss, name)`` is one update of one optimizer.
+- **EMA.** With ``ema_momentum`` the base keeps a moving average of ``sampler_weights()`` (momentum warming up
+  as min(momentum, (1 + n) / (10 + n)) after n steps, so a short training does not sample from an average of
+  its first, random weights); ``sample`` and ``log_prob`` use the average, training goes on from the raw weights.
+- **Sampling.** ``sample`` validates the energies, draws from ``numpy.random.default_rng(seed)``, runs the
+  family's ``generate`` batch by batch (at most ``CPU_BATCH_LIMIT`` showers per network call on a CPU, where
+  larger batches spill out of the caches) under ``torch.no_grad`` on the weights' device, and undoes the
+  representation: showers in MeV, >= 0, every voxel below ``threshold_mev`` set to 0 as the readout does.
   The same seed gives the same showers (on the same device and weights).
-- ``.keras`` files keep the geometry and the fitted preprocessing (in the config), the weights and the
-  optimizer state, so a loaded generator samples identically and resumes training.
+- **Likelihood.** ``log_prob(incident_energies, showers)`` is log p(shower | E_inc) in nats per shower, as a
+  density in MeV^n_voxels, for families with a likelihood (exact for flows and autoregressive models, a lower
+  bound for VAEs). Empty voxels make a shower partly discrete, so the density is defined for the
+  *dequantised* shower: every empty voxel (0, below the readout threshold E_thr) is replaced by E_thr u with
+  u ~ U(0, 1], the same definition for every family. Equivalently, log P(which voxels are empty, the hit
+  energies) >= E_u[log_prob] + n_empty ln(E_thr / MeV). It adds the representation's log |det dx / dE|, so it
+  needs a representation with a density ('voxel-ratios', 'log-ratios'; the 'energy-*' recipes have
+  redundant features and none).
 
-Subclasses implement ``train_step`` / ``test_step`` (``self.batch_tensors(data)`` gives the batch's
-(x, condition) tensors on the device, ``self.optimizer_step(loss)`` one update, ``self.loss_tracker``
-the reported loss), and ``generate(condition (N, 1) float32 in [0, 1],
-seed, batch_size, **options) -> (N, n_features)`` preprocessed showers; and extend ``get_config``.
+What a family implements:
+
+- ``options_class`` and ``build_networks()`` (its layers, built, from ``self.options`` and ``self.layout``);
+- ``compute_losses(x, condition) -> {name: scalar tensor}`` with the names of ``loss_names``; the first is what
+  a single optimizer minimises. A family with several optimizers overrides ``train_batch(x, condition)``
+  (calling ``optimizer_step`` for each) and ``optimizer_weights`` / ``default_optimizers``;
+- ``generate(condition (B, 1) tensor, rng, **sampling options) -> features`` (a tensor, or a tuple for point
+  clouds): one batch of showers in the representation's space, drawing its noise from ``rng`` (numpy);
+  ``sampling_options_class`` lists the options ``sample`` accepts (an ODE solver, say);
+- optionally ``feature_log_prob(x, condition) -> (B,)`` (the likelihood), ``sampler_weights()`` (the weights
+  that sampling uses; a GAN's generator), ``adapt(incident_energies, showers)`` (data-dependent state fitted on
+  the first ``fit``), ``representation_kinds`` and ``smoke_options`` (tiny sizes for tests).
 """
+
+import contextlib
 
 import keras
 import numpy as np
 
-from caloedu.data import CalorimeterGeometry
-from caloedu.data.transforms import LogEnergyCondition, serialize
-from caloedu.generators import preprocessing as prep
+from caloedu.data.checks import check_incident_energies, check_positive_int, check_showers
+from caloedu.data.geometry import CalorimeterGeometry
+from caloedu.data.representation import dequantize, make_representation
+from caloedu.data.transforms import LogEnergyCondition
+from caloedu.generators.callbacks import NaNGuard
+from caloedu.generators.options import GeneratorOptions, SamplingOptions
 
-DEFAULT_THRESHOLD_MEV = 0.01515  # the simulator's and CaloChallenge DS2's 15.15 keV readout threshold
-
-
-def check_incident_energies(incident_energies, what="incident_energies"):
-    """(N, 1) float64 MeV, or a ValueError saying what is wrong."""
-    energies = np.asarray(incident_energies, dtype=np.float64)
-    if energies.ndim == 1:
-        energies = energies[:, None]
-    if energies.ndim != 2 or energies.shape[1] != 1:
-        raise ValueError(f"{what} must have shape (N,) or (N, 1) in MeV, got {np.shape(incident_energies)}.")
-    if not np.all(np.isfinite(energies)):
-        raise ValueError(f"{what} holds {int((~np.isfinite(energies)).sum())} NaN or inf values.")
-    if np.any(energies <= 0):
-        raise ValueError(f"{what} must be positive (MeV); the smallest is {energies.min():g}.")
-    return energies
+CPU_BATCH_LIMIT = 1024  # showers per network call when sampling on a CPU (see the module docstring)
+_KERAS_ARGUMENTS = ("name", "trainable", "dtype")
 
 
-def check_showers(showers, geometry, n_rows, what="showers"):
-    """Showers as a float array (N, n_voxels) that fits ``geometry``, finite and >= 0, or a ValueError."""
-    showers = np.asarray(showers)
-    geometry.check_showers(showers, what)
-    if len(showers) != n_rows:
-        raise ValueError(f"{what} has {len(showers)} rows but there are {n_rows} incident_energies; "
-                         "every shower needs one incident energy.")
-    if not np.all(np.isfinite(showers)):
-        raise ValueError(f"{what} holds {int((~np.isfinite(showers)).sum())} NaN or inf voxel energies.")
-    if np.any(showers < 0):
-        raise ValueError(f"{what} holds negative voxel energies (the smallest is {showers.min():g} MeV); "
-                         "energies in MeV must be >= 0.")
-    return showers
+def _tree_to_numpy(value):
+    if isinstance(value, (tuple, list)):
+        return tuple(_tree_to_numpy(v) for v in value)
+    return keras.ops.convert_to_numpy(value)
+
+
+def _concatenate(parts):
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(items) for items in zip(*parts))
+    return np.concatenate(parts)
 
 
 class ShowerGenerator(keras.Model):
-    """Base class of the generators: preprocessing, validation, ``fit`` and ``sample`` (see the module docstring).
+    """Base class of the generators (the contract is the module docstring).
 
     Args:
-        geometry: `CalorimeterGeometry` (or its config dict, or a preset name).
-        preprocessing: 'voxel-ratios', 'energy-ratios', 'log-ratios' or 'energy-log-ratios'
-            (`caloedu.generators.preprocessing`).
-        energy_range: (min, max) incident energy in MeV that the condition maps to [0, 1] (log scale).
-        threshold_mev: voxels below it are set to 0 in generated showers.
-        logit_alpha: the logit's alpha (x' = alpha + (1 - 2 alpha) x); empty voxels sit at ln(alpha).
-        learning_rate: Adam's learning rate when ``fit`` compiles the generator itself.
-        ema_momentum: keep an exponential moving average of the weights (used for sampling once ``fit``
-            returns); None switches it off.
-        preprocessing_state: the fitted preprocessing chain's config (set by ``fit``, kept in .keras files).
+        geometry: `CalorimeterGeometry` (or its config dict, or a preset name, or a binning .xml).
+        preprocessing_state: the fitted representation (set by ``fit``, kept in .keras files).
+        **options: the family's options (``options_class``), and Keras' ``name``.
     """
 
-    def __init__(self, geometry, preprocessing="energy-ratios", energy_range=(1e3, 1e6),
-                 threshold_mev=DEFAULT_THRESHOLD_MEV, logit_alpha=1e-6, learning_rate=1e-3, ema_momentum=0.999,
-                 preprocessing_state=None, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(geometry, dict):
-            geometry = CalorimeterGeometry.from_config(geometry)
-        elif isinstance(geometry, str):
-            geometry = CalorimeterGeometry.from_name_or_path(geometry)
-        if preprocessing not in prep.PREPROCESSINGS:
-            raise ValueError(f"Unknown preprocessing {preprocessing!r}; "
-                             f"choose one of {', '.join(prep.PREPROCESSINGS)}.")
-        if threshold_mev < 0:
-            raise ValueError(f"threshold_mev must be >= 0 MeV, got {threshold_mev}.")
-        self.geometry = geometry
-        self.preprocessing = preprocessing
-        self.energy_range = tuple(float(e) for e in energy_range)
-        self.energy_condition = LogEnergyCondition(*self.energy_range)  # validates the range
-        self.threshold_mev = float(threshold_mev)
-        self.logit_alpha = float(logit_alpha)
-        self.learning_rate = float(learning_rate)
-        self.ema_momentum = None if ema_momentum is None else float(ema_momentum)
-        self.chain = prep.chain_from_config(preprocessing_state)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
+    family = None  # the registry name, set by `caloedu.generators.registry`
+    options_class = GeneratorOptions
+    sampling_options_class = SamplingOptions
+    loss_names = ("loss",)
+    representation_kinds = ("voxels",)
+    smoke_options = {}  # options for a minimal instance that trains in a second (tests, demos)
 
-    # --- sizes and preprocessing --------------------------------------------------------------
+    def __init__(self, geometry, preprocessing_state=None, **options):
+        super().__init__(**{key: options.pop(key) for key in _KERAS_ARGUMENTS if key in options})
+        self.geometry = CalorimeterGeometry.coerce(geometry)
+        self.options = self.options_class.create(self.family or type(self).__name__, **options)
+        self.representation = make_representation(self.options.preprocessing, self.geometry, self.options.logit_alpha,
+                                                  self.options.threshold_mev, state=preprocessing_state)
+        if self.representation.kind not in self.representation_kinds:
+            raise ValueError(f"{self.family} works on {' or '.join(self.representation_kinds)}, not on the "
+                             f"'{self.options.preprocessing}' representation ({self.representation.kind}).")
+        self.energy_condition = LogEnergyCondition(*self.options.energy_range)
+        self.trackers = [keras.metrics.Mean(name=name) for name in self.loss_names]
+        self.training_steps = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
+                                              name="training_steps")
+        self.showers_seen = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
+                                            name="showers_seen")
+        self.seed_generator = keras.random.SeedGenerator(self.options.seed)
+        self.build_networks()
+        unbuilt = [layer.name for layer in self._flatten_layers(include_self=False) if not layer.built]
+        if unbuilt:
+            raise ValueError(f"{type(self).__name__}.build_networks must build every layer it makes (call "
+                             f"layer.build(input_shape)); not built: {', '.join(unbuilt)}.")
+        # Plain attributes (object.__setattr__): Keras would track a container of weights as weights of the model.
+        object.__setattr__(self, "_sampled", tuple(self.sampler_weights()))
+        self.ema_weights = [] if self.options.ema_momentum is None else [
+            self.add_weight(shape=w.shape, initializer="zeros", trainable=False, name=f"ema_{i}")
+            for i, w in enumerate(self._sampled)]
+        self._host_steps = None  # training_steps mirrored in Python during fit (no device sync per step)
+        self.built = True  # every weight exists now, so a .keras file loads straight into them
+
+    # --- what a family provides -----------------------------------------------------------------
+    def build_networks(self):
+        raise NotImplementedError(f"{type(self).__name__} must build its networks in build_networks().")
+
+    def compute_losses(self, x, condition):
+        raise NotImplementedError(f"{type(self).__name__} must compute its losses in compute_losses().")
+
+    def generate(self, condition, rng, **options):
+        raise NotImplementedError(f"{type(self).__name__} must turn conditions into features in generate().")
+
+    def feature_log_prob(self, x, condition):
+        raise NotImplementedError
+
+    def adapt(self, incident_energies, showers):
+        """Fit data-dependent state on the first ``fit`` (after the representation); nothing by default."""
+
+    def sampler_weights(self):
+        """The weights sampling uses (and the EMA averages): all trainable weights by default."""
+        return self.trainable_weights
+
+    @classmethod
+    def has_likelihood(cls):
+        return cls.feature_log_prob is not ShowerGenerator.feature_log_prob
+
+    def count_trainable_params(self):
+        """Number of trained parameters (``count_params`` also counts the EMA copies and the counters)."""
+        return int(sum(np.prod(w.shape) for w in self.trainable_weights))
+
+    # --- representation and condition -----------------------------------------------------------
     @property
-    def n_features(self):
-        """Width of the preprocessed showers the network sees."""
-        return prep.n_features(self.preprocessing, self.geometry)
+    def layout(self):
+        """Where things sit in the features the networks see (`caloedu.data.representation`)."""
+        return self.representation.layout
 
     @property
     def is_fitted(self):
-        return self.chain is not None
+        return self.representation.is_fitted
 
     def condition(self, incident_energies):
         """log E_inc mapped to [0, 1] over ``energy_range``: (N, 1) float32."""
         return self.energy_condition.forward(incident_energies).astype(np.float32)
 
     def preprocess(self, incident_energies, showers):
-        """(x (N, n_features) float32, condition (N, 1) float32) from raw showers; fits the chain if needed."""
+        """(features, condition (N, 1) float32) from raw showers; fits the representation on the first call."""
         incident_energies = check_incident_energies(incident_energies)
         showers = check_showers(showers, self.geometry, len(incident_energies))
-        if self.chain is None:
-            # The log recipes need a positive threshold to place empty voxels, even when no cut is applied.
-            chain = prep.make_preprocessing(self.preprocessing, self.geometry, self.logit_alpha,
-                                            self.threshold_mev or DEFAULT_THRESHOLD_MEV)
-            self.chain = prep.fit_preprocessing(chain, showers, incident_energies)
-        return prep.apply_forward(self.chain, showers, incident_energies), self.condition(incident_energies)
+        if not self.representation.is_fitted:
+            self.representation.fit(incident_energies, showers)
+            self.adapt(incident_energies, showers)
+        features = self.representation.forward(incident_energies, showers, seed=self.options.seed)
+        return (tuple(features) if isinstance(features, tuple) else features), self.condition(incident_energies)
 
-    def postprocess(self, x, incident_energies):
-        """Showers (N, n_voxels) float32 MeV from preprocessed ``x``: inverse chain, then the readout threshold."""
-        showers = prep.apply_inverse(self.chain, np.asarray(x, dtype=np.float64), incident_energies)
-        showers[showers < self.threshold_mev] = 0.0
+    def postprocess(self, features, incident_energies):
+        """Showers (N, n_voxels) float32 MeV from features: the inverse representation, then the readout threshold."""
+        showers = self.representation.inverse(incident_energies, features)
+        showers[showers < self.options.threshold_mev] = 0.0
         return showers
 
-    # --- training -----------------------------------------------------------------------------
-    def default_optimizer(self):
-        """Adam(``learning_rate``) with an EMA of the weights: what ``fit`` compiles with when the user did not."""
-        return keras.optimizers.Adam(learning_rate=self.learning_rate, use_ema=self.ema_momentum is not None,
-                                     ema_momentum=self.ema_momentum or 0.99)
+    # --- optimizers ---------------------------------------------------------------------------------
+    def optimizer_weights(self):
+        """{optimizer name: the weights it updates}; one optimizer, "optimizer", for all weights by default."""
+        return {"optimizer": self.trainable_weights}
+
+    def default_optimizers(self):
+        """{optimizer name: optimizer}: what ``fit`` compiles with when the user did not compile."""
+        return {"optimizer": keras.optimizers.Adam(learning_rate=self.options.learning_rate)}
 
     @property
+    def optimizers(self):
+        """{name: optimizer} once compiled (the first is also Keras' ``self.optimizer``); {} before."""
+        names = getattr(self, "_optimizer_names", ())
+        return {name: self.optimizer if i == 0 else getattr(self, f"{name}_optimizer") for i, name in enumerate(names)}
+
+    def compile(self, optimizer=None, **kwargs):
+        """Compile with one optimizer, a dict ``{name: optimizer}`` for the names of ``optimizer_weights()``,
+        or (None) ``default_optimizers()``. Other keyword arguments go to `keras.Model.compile`."""
+        groups = self.optimizer_weights()
+        if optimizer is None:
+            optimizer = self.default_optimizers()
+        if not isinstance(optimizer, dict):
+            if len(groups) != 1:
+                raise ValueError(f"{self.family} has {len(groups)} optimizers ({', '.join(groups)}): compile it with "
+                                 "a dict {name: optimizer}.")
+            optimizer = {next(iter(groups)): optimizer}
+        optimizer = {name: keras.optimizers.get(value) for name, value in optimizer.items()}
+        if set(optimizer) != set(groups):
+            raise ValueError(f"{self.family} needs the optimizers {', '.join(groups)}; got {', '.join(optimizer)}.")
+        names = tuple(groups)
+        super().compile(optimizer=optimizer[names[0]], **kwargs)
+        for name in names[1:]:
+            setattr(self, f"{name}_optimizer", optimizer[name])
+        object.__setattr__(self, "_optimizer_names", names)
+        object.__setattr__(self, "_optimizer_groups", groups)
+        object.__setattr__(self, "_compile_arguments", kwargs)
+        for name in names:  # on its own weights only (Keras' fit would build the first on all of them)
+            if not optimizer[name].built:
+                optimizer[name].build(groups[name])
+
+    def get_compile_config(self):
+        if not self.compiled:
+            return {}
+        optimizers = {name: keras.optimizers.serialize(o) for name, o in self.optimizers.items()}
+        return {"optimizers": optimizers, **self._compile_arguments}
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        optimizers = {name: keras.optimizers.deserialize(value) for name, value in config.pop("optimizers").items()}
+        self.compile(optimizer=optimizers, **config)  # builds them: their variables exist before the state loads
+
+    def optimizer_step(self, loss, name="optimizer"):
+        """Backpropagate ``loss`` (a scalar torch tensor) and apply one step of the optimizer ``name`` to its
+        weights (keras-io's custom_train_step_in_torch pattern)."""
+        import torch
+
+        weights = self._optimizer_groups[name]
+        for weight in weights:
+            weight.value.grad = None
+        loss.backward()
+        with torch.no_grad():
+            self.optimizers[name].apply([w.value.grad for w in weights], weights)
+
+    # --- training -------------------------------------------------------------------------------------
+    @property
     def metrics(self):
-        return [self.loss_tracker]
+        return self.trackers
+
+    def batch_tensors(self, data):
+        """(x, condition) tensors on the compute device from a Keras batch: batches from Keras' torch data
+        loader stay on the CPU, so they are moved here. Point clouds come as (points, mask)."""
+        x, condition = data[0], data[1]
+
+        def move(value):
+            if isinstance(value, (tuple, list)):
+                return tuple(move(v) for v in value)
+            dtype = "bool" if keras.backend.standardize_dtype(value.dtype) == "bool" else "float32"
+            return keras.ops.convert_to_tensor(value, dtype=dtype)
+
+        return move(x), keras.ops.convert_to_tensor(condition, dtype="float32")
+
+    def train_batch(self, x, condition):
+        """One update on a batch: the losses, then one optimizer step on the first of them."""
+        losses = self.compute_losses(x, condition)
+        self.optimizer_step(losses[self.loss_names[0]], next(iter(self._optimizer_groups)))
+        return losses
+
+    def train_step(self, data):
+        x, condition = self.batch_tensors(data)
+        losses = self.train_batch(x, condition)
+        self._count_step(int(condition.shape[0]))
+        return self._track(losses)
+
+    def test_step(self, data):
+        import torch
+
+        x, condition = self.batch_tensors(data)
+        with torch.no_grad():
+            return self._track(self.compute_losses(x, condition))
+
+    def _track(self, losses):
+        for tracker in self.trackers:
+            tracker.update_state(losses[tracker.name])
+        return {tracker.name: tracker.result() for tracker in self.trackers}
+
+    def _count_step(self, batch_size):
+        import torch
+
+        if self._host_steps is None:
+            self._host_steps = int(keras.ops.convert_to_numpy(self.training_steps))
+        if self.ema_weights:
+            n = self._host_steps
+            momentum = 0.0 if n == 0 else min(self.options.ema_momentum, (1.0 + n) / (10.0 + n))
+            with torch.no_grad():  # average <- momentum average + (1 - momentum) weight, all weights at once
+                torch._foreach_lerp_([a.value for a in self.ema_weights], [w.value for w in self._sampled],
+                                     1.0 - momentum)
+        self._host_steps += 1
+        self.training_steps.assign_add(1)
+        self.showers_seen.assign_add(batch_size)
 
     def fit(self, incident_energies=None, showers=None, epochs=1, batch_size=256, validation_split=0.0,
             validation_data=None, callbacks=None, verbose="auto", shuffle=True, initial_epoch=0, **kwargs):
-        """Train on raw showers (see the module docstring). Returns Keras' ``History``."""
+        """Train on raw showers (see the module docstring). Returns Keras' ``History``.
+
+        Args:
+            incident_energies: (N,) or (N, 1) MeV.  showers: (N, n_voxels) MeV.
+            validation_data: optional (incident_energies, showers) to report ``val_*`` losses on.
+            The other arguments are Keras' ``fit``'s.
+        Raises:
+            TrainingDiverged: a loss became NaN or infinite (the message says what to do).
+        """
         if incident_energies is None or showers is None:
             raise ValueError("fit needs incident_energies (N, 1) MeV and showers (N, n_voxels) MeV.")
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}.")
+        batch_size = check_positive_int(batch_size, "batch_size")
         x, condition = self.preprocess(incident_energies, showers)
         if validation_data is not None:
             validation_data = self.preprocess(*validation_data)
         if not self.compiled:
-            self.compile(optimizer=self.default_optimizer())  # no loss: train_step computes it
-        callbacks = list(callbacks or [])
-        if not any(isinstance(c, keras.callbacks.TerminateOnNaN) for c in callbacks):
-            callbacks.append(keras.callbacks.TerminateOnNaN())
-        return super().fit(x, condition, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
-                           validation_data=validation_data, callbacks=callbacks, verbose=verbose, shuffle=shuffle,
-                           initial_epoch=initial_epoch, **kwargs)
+            self.compile()
+        guard = NaNGuard()
+        self._host_steps = None
+        history = super().fit(x, condition, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                              validation_data=validation_data, callbacks=[*(callbacks or []), guard],
+                              verbose=verbose, shuffle=shuffle, initial_epoch=initial_epoch, **kwargs)
+        guard.raise_if_diverged(self.family or type(self).__name__)
+        return history
 
-    def optimizer_step(self, loss):
-        """Backpropagate ``loss`` (a scalar torch tensor) and apply one optimizer step to all trainable
-        weights. The EMA momentum warms up as min(ema_momentum, (1 + n) / (10 + n)) after n steps, so
-        that a short (time-budgeted) training does not sample from an average of its first, random weights."""
+    # --- EMA -------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Within the block the sampling weights hold their moving average (when there is one and training
+        has started); afterwards they hold the trained weights again."""
         import torch
 
-        self.zero_grad()
-        loss.backward()
-        weights = self.trainable_weights
-        if self.ema_momentum is not None and getattr(self.optimizer, "use_ema", False):
-            steps = int(self.optimizer.iterations)
-            self.optimizer.ema_momentum = min(self.ema_momentum, (1.0 + steps) / (10.0 + steps))
+        if not self.ema_weights or int(keras.ops.convert_to_numpy(self.training_steps)) == 0:
+            yield
+            return
+        weights = self._sampled
         with torch.no_grad():
-            self.optimizer.apply([w.value.grad for w in weights], weights)
+            saved = [w.value.detach().clone() for w in weights]
+            for weight, average in zip(weights, self.ema_weights):
+                weight.value.copy_(average.value)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for weight, value in zip(weights, saved):
+                    weight.value.copy_(value)
 
-    def batch_tensors(self, data):
-        """(x, condition) float32 tensors on the compute device from a Keras batch. Batches from Keras'
-        torch data loader stay on the CPU, so they are moved here."""
-        x, condition = data[0], data[1]
-        return (keras.ops.convert_to_tensor(x, dtype="float32"),
-                keras.ops.convert_to_tensor(condition, dtype="float32"))
+    # --- sampling and likelihood -------------------------------------------------------------------------
+    def compute_device(self):
+        return next(iter(self.weights)).value.device
 
-    # --- sampling -----------------------------------------------------------------------------
+    def _batches(self, n_rows, batch_size):
+        batch_size = check_positive_int(batch_size, "batch_size")
+        if self.compute_device().type == "cpu":
+            batch_size = min(batch_size, CPU_BATCH_LIMIT)
+        return [slice(start, start + batch_size) for start in range(0, n_rows, batch_size)]
+
+    def _require_fitted(self):
+        if not self.is_fitted:
+            raise ValueError("This generator has not been trained yet: call fit(incident_energies, showers) first.")
+
     def sample(self, incident_energies, batch_size=10_000, seed=None, **options):
         """Generate one shower per incident energy.
 
         Args:
             incident_energies: (N,) or (N, 1) MeV.
-            batch_size: showers per network batch.
+            batch_size: showers per network batch (at most `CPU_BATCH_LIMIT` on a CPU).
             seed: int for reproducible showers (None: fresh randomness).
-            **options: passed to the subclass's ``generate`` (e.g. ``solver``, ``steps``).
+            **options: the family's sampling options (``sampling_options_class``; e.g. ``solver``, ``steps``).
         Returns:
             showers (N, n_voxels) float32 MeV, >= 0, zero below ``threshold_mev``.
         """
-        if not self.is_fitted:
-            raise ValueError("This generator has not been trained yet: call fit(incident_energies, showers) first.")
+        import torch
+
+        self._require_fitted()
         incident_energies = check_incident_energies(incident_energies)
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        x = self.generate(self.condition(incident_energies), seed=seed, batch_size=int(batch_size), **options)
-        return self.postprocess(x, incident_energies)
+        options = self.sampling_options_class.create(f"{self.family}'s sample", **options).as_dict()
+        condition = self.condition(incident_energies)
+        rng = np.random.default_rng(seed)
+        device = self.compute_device()
+        parts = []
+        with torch.no_grad(), self.averaged_weights():
+            for rows in self._batches(len(condition), batch_size):
+                features = self.generate(torch.as_tensor(condition[rows], device=device), rng, **options)
+                parts.append(_tree_to_numpy(features))
+        return self.postprocess(_concatenate(parts), incident_energies)
 
-    def generate(self, condition, seed=None, batch_size=10_000, **options):
-        raise NotImplementedError
+    def log_prob(self, incident_energies, showers, batch_size=10_000, seed=0):
+        """log p(shower | E_inc) in nats per shower, a density in MeV^n_voxels of the dequantised shower (the
+        definition is in the module docstring). (N,) float64; ``seed`` draws the dequantisation."""
+        import torch
 
-    # --- serialization ------------------------------------------------------------------------
+        if not self.has_likelihood():
+            raise ValueError(f"{self.family} has no likelihood: it learns to sample, not a density. Flows and "
+                             "autoregressive models have one, VAEs a bound.")
+        if not self.representation.has_density:
+            raise ValueError(f"log_prob needs a representation with a density in MeV space, and "
+                             f"'{self.options.preprocessing}' has redundant features; train with preprocessing "
+                             "'voxel-ratios' or 'log-ratios'.")
+        self._require_fitted()
+        incident_energies = check_incident_energies(incident_energies)
+        showers = check_showers(showers, self.geometry, len(incident_energies))
+        dequantized = dequantize(showers, self.representation.threshold_mev, np.random.default_rng(seed))
+        x = self.representation.forward(incident_energies, dequantized)
+        condition = self.condition(incident_energies)
+        device = self.compute_device()
+        parts = []
+        with torch.no_grad(), self.averaged_weights():
+            for rows in self._batches(len(x), batch_size):
+                log_p = self.feature_log_prob(torch.as_tensor(x[rows], device=device),
+                                              torch.as_tensor(condition[rows], device=device))
+                parts.append(keras.ops.convert_to_numpy(log_p).astype(np.float64))
+        return np.concatenate(parts) + self.representation.log_det_jacobian(incident_energies, dequantized)
+
+    # --- serialization --------------------------------------------------------------------------------
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            geometry=self.geometry.get_config(),
-            preprocessing=self.preprocessing,
-            energy_range=list(self.energy_range),
-            threshold_mev=self.threshold_mev,
-            logit_alpha=self.logit_alpha,
-            learning_rate=self.learning_rate,
-            ema_momentum=self.ema_momentum,
-            preprocessing_state=None if self.chain is None else serialize(self.chain),
-        )
-        return config
+        config = {key: value for key, value in super().get_config().items() if key in _KERAS_ARGUMENTS}
+        return {**config, "geometry": self.geometry.get_config(), **self.options.as_dict(),
+                "preprocessing_state": self.representation.get_state()}

@@ -9,6 +9,8 @@ Global error after ``steps`` steps of size h = |t_end - t_start| / steps:
 The functions only add and scale ``x``, so they work on numpy arrays and on torch tensors alike.
 """
 
+import numpy as np
+
 SOLVERS = ("euler", "midpoint", "rk4")
 EVALUATIONS_PER_STEP = {"euler": 1, "midpoint": 2, "rk4": 4}
 
@@ -40,19 +42,30 @@ def check_solver(solver, steps):
         raise ValueError(f"steps must be a positive integer, got {steps}.")
 
 
-def integrate(velocity, x, t_start=1.0, t_end=0.0, steps=20, solver="midpoint"):
-    """Integrate dx/dt = velocity(x, t) from ``t_start`` to ``t_end`` in ``steps`` equal steps.
+def integrate(velocity, x, steps, solver="midpoint", t_start=1.0, t_end=0.0, return_path=False):
+    """Integrate dx/dt = velocity(x, t) from ``t_start`` to ``t_end`` in ``steps`` equal steps (a negative
+    step dt = (t_end - t_start) / steps when time runs down, as when sampling from noise at t = 1 to data).
 
     Args:
         velocity: ``velocity(x, t) -> dx/dt`` with ``x`` (B, D) and ``t`` a Python float.
         x: the state at ``t_start``, (B, D) array or tensor.
-        solver: 'euler', 'midpoint' or 'rk4'.
+        steps: number of steps; solver: 'euler', 'midpoint' or 'rk4'.
+        return_path: also return every intermediate state.
     Returns:
-        the state at ``t_end``, like ``x``.
+        the state at ``t_end``, like ``x``; with ``return_path``, all states stacked, (steps + 1, B, D).
     """
     check_solver(solver, steps)
     step = _STEPS[solver]
     dt = (float(t_end) - float(t_start)) / int(steps)
+    path = [x]
     for i in range(int(steps)):
         x = step(velocity, x, float(t_start) + i * dt, dt)
-    return x
+        if return_path:
+            path.append(x)
+    if not return_path:
+        return x
+    if isinstance(x, np.ndarray):
+        return np.stack(path)
+    import torch
+
+    return torch.stack(path)

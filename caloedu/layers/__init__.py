@@ -1,4 +1,4 @@
-"""Keras 3 layers for attention and transformers (torch backend; runs on CUDA when present)."""
+"""Keras 3 layers for attention, transformers and conditioning (torch backend; runs on CUDA when present)."""
 
 from caloedu.layers.attention import (
     MultiHeadAttention,
@@ -7,6 +7,7 @@ from caloedu.layers.attention import (
     split_heads,
     stable_softmax,
 )
+from caloedu.layers.conditioning import ConditionEmbedding, FiLMResidualBlock, FourierFeatures, fourier_features
 from caloedu.layers.masks import causal_mask, merge_masks, padding_mask
 from caloedu.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_encoding
 from caloedu.layers.transformer import FeedForward, TransformerDecoderBlock, TransformerEncoderBlock
@@ -16,4 +17,5 @@ __all__ = [
     "causal_mask", "padding_mask", "merge_masks",
     "sinusoidal_encoding", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding",
     "FeedForward", "TransformerEncoderBlock", "TransformerDecoderBlock",
+    "fourier_features", "FourierFeatures", "ConditionEmbedding", "FiLMResidualBlock",
 ]
