@@ -1,5 +1,9 @@
 """The ``caloedu`` command. Each subcommand lives in its own module of this package and defines
-``register(subparsers)``, which adds its parser and sets ``func`` to the function that runs it."""
+``register(subparsers)``, which adds its parser and sets ``func`` to the function that runs it.
+
+Commands that take a generator family's options (train, sample, bench generator) set ``family_options``:
+their own options are parsed here, and what is left (the family's ``--units``, ``--solver``...) reaches them
+as ``args.extra`` to parse once the family is known (`caloedu.cli.family_options`)."""
 
 import argparse
 import importlib
@@ -29,7 +33,10 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "family_options", False):
+        parser.parse_args(argv)  # exits with argparse's "unrecognized arguments" message
+    args.extra = extra
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

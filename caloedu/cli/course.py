@@ -49,10 +49,19 @@ def find_assignments(root):
     return sorted(d.name for d in solutions.iterdir() if d.is_dir() and any(d.glob("*.ipynb")))
 
 
+def environment_with_this_python():
+    """os.environ with this Python's scripts folder first on PATH: nbgrader runs ``alembic`` (and JupyterLab
+    its helpers) by name, which fails from a virtual environment that was not activated."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    return env
+
+
 def run_nbgrader(root, *args, check=True):
     """Run ``nbgrader ARGS`` in ``ROOT/course`` (where its config is) with this Python."""
     command = [sys.executable, "-m", "nbgrader", *map(str, args)]
-    result = subprocess.run(command, cwd=Path(root) / "course", capture_output=True, text=True)
+    result = subprocess.run(command, cwd=Path(root) / "course", capture_output=True, text=True,
+                            env=environment_with_this_python())
     if check and result.returncode != 0:
         raise RuntimeError(
             f"`nbgrader {' '.join(map(str, args))}` failed (exit {result.returncode}):\n"
@@ -251,7 +260,7 @@ def open_lab(args):
     print(f"caloedu course open: starting JupyterLab in {root}", flush=True)
     # From course/, nbgrader's formgrader extension finds the course's nbgrader_config.py.
     lab = subprocess.Popen(command, cwd=root / "course", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, bufsize=1)
+                           text=True, bufsize=1, env=environment_with_this_python())
     url_shown = False
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # a `kill` stops the server too
     try:

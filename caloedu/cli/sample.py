@@ -2,6 +2,10 @@
 
     caloedu sample model.keras --n 10000 -o generated.h5
     caloedu sample model.keras --energies-from reference.h5 -o generated.h5 --solver rk4 --steps 10
+    caloedu sample model.keras --help        # the sampling options of the model's family
+
+The family's sampling options (``--solver``, ``--steps`` for flow matching) come from its
+``sampling_options_class``; the family is read from the .keras file.
 """
 
 import os
@@ -9,21 +13,22 @@ import time
 
 
 def register(subparsers):
-    parser = subparsers.add_parser("sample", help="generate showers with a trained .keras generator")
-    parser.add_argument("model", help="the .keras file written by `caloedu train`")
-    parser.add_argument("-o", "--output", required=True, help="the .h5 file to write")
+    parser = subparsers.add_parser("sample", help="generate showers with a trained .keras generator", add_help=False,
+                                   description="Generate showers with a trained generator; add the model file and "
+                                               "--help for its family's sampling options.")
+    parser.add_argument("-h", "--help", action="store_true", help="show this help (with the model's sampling options)")
+    parser.add_argument("model", nargs="?", help="the .keras file written by `caloedu train`")
+    parser.add_argument("-o", "--output", help="the .h5 file to write")
     parser.add_argument("--n", type=int, default=None, help="number of showers (default: all of --energies-from)")
     parser.add_argument("--energy-range", type=float, nargs=2, metavar=("MIN_MEV", "MAX_MEV"), default=None,
                         help="incident energies log-uniform in this range, MeV (default: the model's range)")
     parser.add_argument("--energies-from", default=None, metavar="REFERENCE.h5",
                         help="use the incident energies of this file (e.g. the held-out showers to compare with)")
-    parser.add_argument("--solver", choices=("euler", "midpoint", "rk4"), default=None,
-                        help="ODE solver (flow matching; default: the model's)")
-    parser.add_argument("--steps", type=int, default=None, help="ODE steps (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, family_options=True, parser=parser)
 
 
 def incident_energies_for(args, energy_range):
@@ -47,27 +52,43 @@ def incident_energies_for(args, energy_range):
 
 
 def run(args):
+    from caloedu.cli.family_options import family_arguments, family_of_model_file
+    from caloedu.generators.registry import get_family
+
+    if args.model is None:
+        if args.help:
+            args.parser.print_help()
+            return 0
+        raise ValueError("Name the model: caloedu sample MODEL.keras -o OUTPUT.h5 ...")
+    family_name = family_of_model_file(args.model)
+    options_class = get_family(family_name).sampling_options_class
+    options = family_arguments(args, options_class, f"{family_name} sampling options",
+                               f"{args.parser.prog} {args.model}")
+    if options is None:  # --help
+        return 0
+    if args.output is None:
+        raise ValueError("-o/--output is required: the .h5 file to write.")
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}.")
-    if not os.path.exists(args.model):
-        raise FileNotFoundError(f"No model at {args.model}.")
     if os.path.exists(args.output) and not args.overwrite:
         raise ValueError(f"{args.output} exists; pass --overwrite to replace it.")
+    if os.path.abspath(args.output) == os.path.abspath(args.model):
+        raise ValueError(f"-o {args.output} is the model itself; write the showers to another file.")
 
     import caloedu
     from caloedu.data import save_showers
-    from caloedu.generators import ShowerGenerator
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         generator = caloedu.load_model(args.model)
     except (OSError, KeyError, TypeError) as err:
         # Keras' TypeError quotes the whole model config; the first line says what is wrong.
         reason = str(err).splitlines()[0][:300]
         raise ValueError(f"{args.model} is not a caloedu generator .keras file ({reason}).") from err
-    if not isinstance(generator, ShowerGenerator):
-        raise ValueError(f"{args.model} holds a {type(generator).__name__}, not a caloedu generator.")
-    incident_energies = incident_energies_for(args, generator.energy_range)
-    options = {key: value for key, value in (("solver", args.solver), ("steps", args.steps)) if value is not None}
+    incident_energies = incident_energies_for(args, generator.options.energy_range)
     start = time.perf_counter()
     showers = generator.sample(incident_energies, batch_size=args.batch_size, seed=args.seed, **options)
     seconds = time.perf_counter() - start

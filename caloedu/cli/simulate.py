@@ -10,6 +10,8 @@ import time
 
 
 def register(subparsers):
+    from caloedu.data.geometry import DS2_THRESHOLD_MEV  # numpy only: `caloedu --help` stays fast
+
     parser = subparsers.add_parser("simulate", help="simulate electromagnetic showers into a CaloChallenge .h5 file")
     parser.add_argument("--geometry", default="ds2", help="preset name (ds1-photons, ds1-pions, ds2, ds3, teaching) "
                         "or a CaloChallenge binning .xml file (default: ds2)")
@@ -20,8 +22,8 @@ def register(subparsers):
                         help="incident energies log-uniform in this range, MeV (default: 1e3 1e6, 1 GeV - 1 TeV)")
     parser.add_argument("--energy", type=float, default=None, metavar="E_MEV",
                         help="a fixed incident energy in MeV instead of a range")
-    parser.add_argument("--threshold", type=float, default=0.01515, metavar="MEV",
-                        help="readout threshold per voxel, MeV (default: 0.01515, DS2's 15.15 keV)")
+    parser.add_argument("--threshold", type=float, default=DS2_THRESHOLD_MEV, metavar="MEV",
+                        help=f"readout threshold per voxel, MeV (default: {DS2_THRESHOLD_MEV}, DS2's 15.15 keV)")
     parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     parser.set_defaults(func=run)
 
