@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import families  # noqa: F401  (registers the test-only generator families)
 import nbformat
 import pytest
 
@@ -83,6 +84,19 @@ def make_course_copy(tmp_path_factory):
         return CourseCopy(tmp_path_factory.mktemp("course") / "caloedu")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def released_course(make_course_copy):
+    """A course copy holding every assignment of solutions/, released once (nbgrader generate_assignment):
+    test_release compares it with exercises/, the pipeline grades fake students in it."""
+    from caloedu.cli.course import find_assignments, release
+
+    course = make_course_copy()
+    for assignment in find_assignments(REPO_ROOT):
+        course.add_solution_folder(REPO_ROOT / "solutions" / assignment)
+    release(course.root)
+    return course
 
 
 def nbgrader_cell(kind, source, grade_id, points=0):

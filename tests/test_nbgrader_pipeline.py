@@ -13,8 +13,10 @@ Each fake student stands for a case an instructor meets:
                them, and the gradebook gives zero
   empty        an assignment folder with no notebook at all: nbgrader sees no submission
 
-A tiny assignment (conftest.tiny_assignment) proves the machinery on its own in seconds; the same checks then run on
-every assignment in solutions/.
+The last four test nbgrader's machinery and our configuration, which do not depend on the assignment: they run
+on a tiny assignment (conftest.tiny_assignment) in seconds. Every assignment in solutions/ gets the three that
+depend on its content (perfect, blank, mistake), in the course copy the release test made; the perfect student
+is also where each solution notebook runs top to bottom (tests/test_notebooks.py runs the lectures).
 """
 
 import copy
@@ -26,9 +28,6 @@ from nbgrader.api import MissingEntry
 
 from caloedu.cli.course import find_assignments
 
-# The loop student gets a short per-cell timeout (the others run under the course's own); a real
-# assignment's slowest cell (imports, a fast-mode fit) must finish within it on a loaded CI machine.
-LOOP_TIMEOUT = 30
 LOOP_CODE = "\n\nwhile True:  # a student's loop that never ends\n    pass\n"
 SOLUTION_MARKERS = {"### BEGIN SOLUTION", "### END SOLUTION"}
 TINY_MISTAKE = {"cell": "mul", "find": "return a * b", "replace": "return a ** b", "fails": ["test_mul"]}
@@ -86,91 +85,97 @@ def with_endless_loop(notebook):
     return student
 
 
-def run_pipeline(course, assignment, mistake, loop_timeout):
-    """Generate, submit for every fake student, autograde, feedback; returns the gradebook grades,
-    the release notebooks and the autograde result of the `missing` student."""
-    course.nbgrader("generate_assignment", assignment, "--force")
+def release_notebooks(course, assignment):
+    """{file name: (release, solution)} notebooks of an assignment already generated in ``course``."""
     names = sorted(p.name for p in (course.root / "solutions" / assignment).glob("*.ipynb"))
-    release = {n: nbformat.read(course.root / "exercises" / assignment / n, as_version=4) for n in names}
-    solution = {n: nbformat.read(course.root / "solutions" / assignment / n, as_version=4) for n in names}
-    filled = {n: filled_in(release[n], solution[n]) for n in names}
+    return {n: (nbformat.read(course.root / "exercises" / assignment / n, as_version=4),
+                nbformat.read(course.root / "solutions" / assignment / n, as_version=4)) for n in names}
 
-    students = {"perfect": filled, "blank": release,
-                "edits_tests": {n: with_tests_replaced_by_pass(release[n]) for n in names}}
+
+def content_students(notebooks, mistake):
+    """The students whose grades depend on the assignment's content: perfect, blank and (if any) mistake."""
+    filled = {n: filled_in(release, solution) for n, (release, solution) in notebooks.items()}
+    students = {"perfect": filled, "blank": {n: release for n, (release, _) in notebooks.items()}}
     if mistake:
         # with_mistake says the registry is stale when no notebook has the cell
-        holder = next((n for n in names if mistake["cell"] in cells_by_id(filled[n])), names[0])
+        holder = next((n for n in filled if mistake["cell"] in cells_by_id(filled[n])), next(iter(filled)))
         students["mistake"] = {**filled, holder: with_mistake(filled[holder], mistake)}
+    return students, filled
+
+
+def grade(course, assignment, students):
     for student, notebooks in students.items():
         course.submit(student, assignment, notebooks)
-    course.nbgrader("autograde", assignment)  # all ordinary students in one run
-
-    course.submit("loops", assignment, {**filled, names[0]: with_endless_loop(filled[names[0]])})
-    course.nbgrader("autograde", assignment, "--student=loops", f"--Execute.timeout={loop_timeout}")
-
-    course.submit("missing", assignment, {n.replace(".ipynb", "-Copy1.ipynb"): filled[n] for n in names})
-    (course.root / "submitted" / "empty" / assignment).mkdir(parents=True)
-    # Everyone graded above is skipped (autograded/ has them); only missing and empty are new.
-    missing_run = course.nbgrader("autograde", assignment, check=False)
-
-    course.nbgrader("generate_feedback", assignment)
-    grades = {student: course.grades(assignment, student) for student in [*students, "loops", "missing"]}
-    return grades, release, missing_run
+    course.nbgrader("autograde", assignment)  # all of them in one run
 
 
-def check_pipeline(course, assignment, mistake, loop_timeout=LOOP_TIMEOUT):
-    grades, release, missing_run = run_pipeline(course, assignment, mistake, loop_timeout)
-    tested = [grade_id for notebook in release.values() for grade_id in graded_code_ids(notebook)]
+def check_content_grades(course, assignment, notebooks, students, mistake):
+    """Full marks for the solution, zero for the release, and the mistake loses its test's points only."""
+    tested = [grade_id for release, _ in notebooks.values() for grade_id in graded_code_ids(release)]
     assert tested, f"{assignment} has no graded code cells"
-
     def scores(student):
-        return {grade_id: grades[student][grade_id][0] for grade_id in tested}
+        grades = course.grades(assignment, student)
+        return {grade_id: grades[grade_id][0] for grade_id in tested}
 
-    full = {grade_id: grades["perfect"][grade_id][1] for grade_id in tested}
-    zero = {grade_id: 0 for grade_id in tested}
+    full = {grade_id: max_score for grade_id, (_, max_score) in course.grades(assignment, "perfect").items()
+            if grade_id in tested}
     assert scores("perfect") == full, f"{assignment}: the solution does not get full marks"
-    assert scores("blank") == zero, f"{assignment}: the untouched release earns points"
-    assert scores("edits_tests") == scores("blank"), \
-        f"{assignment}: replacing the locked tests by `pass` changed the score (tests not restored)"
-    assert scores("loops") == full, \
-        f"{assignment}: after the endless loop was stopped, the other cells were not graded in full"
-
+    assert scores("blank") == {grade_id: 0 for grade_id in tested}, f"{assignment}: the untouched release earns points"
     if mistake:
         lost = sorted(g for g, score in scores("mistake").items() if score < full[g])
         assert lost == sorted(mistake["fails"]), (
             f"{assignment}: the mistake {mistake['replace']!r} should lose the points of "
             f"{sorted(mistake['fails'])} only; it lost those of {lost}")
-
-    loop_notebook = nbformat.read(next((course.root / "autograded" / "loops" / assignment).glob("*.ipynb")), 4)
-    loop_cell = next(c for c in loop_notebook.cells if "while True" in c.source)
-    stopped = [o.get("ename") for o in loop_cell.outputs if o.output_type == "error"]
-    assert stopped and set(stopped) <= {"CellTimeoutError", "KeyboardInterrupt"}, \
-        f"{assignment}: the endless loop was not stopped by the timeout (outputs: {stopped})"
-
-    assert missing_run.returncode != 0 and "'missing'" in missing_run.stdout + missing_run.stderr, \
-        f"{assignment}: autograde did not name the student whose notebook is missing"
-    assert sum(score for score, _ in grades["missing"].values()) == 0
-    assert "'empty'" not in missing_run.stdout + missing_run.stderr
-    with pytest.raises(MissingEntry):
-        course.grades(assignment, "empty")
-
-    feedback = course.root / "feedback"
-    for student in ("perfect", "blank", "loops"):
-        assert list((feedback / student / assignment).glob("*.html")), f"no feedback for {student}"
+    return scores, full
 
 
 def test_pipeline_on_a_tiny_assignment(make_course_copy):
     course = make_course_copy()
     course.add_solution_notebook("tiny", tiny_assignment())
-    check_pipeline(course, "tiny", TINY_MISTAKE, loop_timeout=5)
+    course.nbgrader("generate_assignment", "tiny", "--force")
+    notebooks = release_notebooks(course, "tiny")
+    students, filled = content_students(notebooks, TINY_MISTAKE)
+    students["edits_tests"] = {n: with_tests_replaced_by_pass(release) for n, (release, _) in notebooks.items()}
+    grade(course, "tiny", students)
+    scores, full = check_content_grades(course, "tiny", notebooks, students, TINY_MISTAKE)
+    assert scores("edits_tests") == scores("blank"), \
+        "replacing the locked tests by `pass` changed the score (tests not restored)"
+
+    name = next(iter(filled))
+    course.submit("loops", "tiny", {**filled, name: with_endless_loop(filled[name])})
+    course.nbgrader("autograde", "tiny", "--student=loops", "--Execute.timeout=5")
+    assert scores("loops") == full, "after the endless loop was stopped, the other cells were not graded in full"
+    loop_notebook = nbformat.read(next((course.root / "autograded" / "loops" / "tiny").glob("*.ipynb")), 4)
+    loop_cell = next(c for c in loop_notebook.cells if "while True" in c.source)
+    stopped = [o.get("ename") for o in loop_cell.outputs if o.output_type == "error"]
+    assert stopped and set(stopped) <= {"CellTimeoutError", "KeyboardInterrupt"}, \
+        f"the endless loop was not stopped by the timeout (outputs: {stopped})"
+
+    course.submit("missing", "tiny", {n.replace(".ipynb", "-Copy1.ipynb"): nb for n, nb in filled.items()})
+    (course.root / "submitted" / "empty" / "tiny").mkdir(parents=True)
+    # Everyone graded above is skipped (autograded/ has them); only missing and empty are new.
+    missing_run = course.nbgrader("autograde", "tiny", check=False)
+    assert missing_run.returncode != 0 and "'missing'" in missing_run.stdout + missing_run.stderr, \
+        "autograde did not name the student whose notebook is missing"
+    assert sum(score for score, _ in course.grades("tiny", "missing").values()) == 0
+    assert "'empty'" not in missing_run.stdout + missing_run.stderr
+    with pytest.raises(MissingEntry):
+        course.grades("tiny", "empty")
+
+    course.nbgrader("generate_feedback", "tiny")
+    for student in ("perfect", "blank", "loops"):
+        assert list((course.root / "feedback" / student / "tiny").glob("*.html")), f"no feedback for {student}"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", find_assignments(REPO_ROOT))
-def test_pipeline_on_course_assignment(assignment, make_course_copy):
-    course = make_course_copy()
-    course.add_solution_folder(REPO_ROOT / "solutions" / assignment)
+def test_pipeline_on_course_assignment(assignment, released_course):
     mistake = load_mistakes().get(assignment)
     if mistake is None:
         print(f"{assignment}: no entry in tests/nbgrader_mistakes.json; the typical-mistake case is skipped")
-    check_pipeline(course, assignment, mistake)
+    notebooks = release_notebooks(released_course, assignment)
+    students, _ = content_students(notebooks, mistake)
+    grade(released_course, assignment, students)
+    check_content_grades(released_course, assignment, notebooks, students, mistake)
+    released_course.nbgrader("generate_feedback", assignment, "--student=perfect")
+    assert list((released_course.root / "feedback" / "perfect" / assignment).glob("*.html")), "no feedback"

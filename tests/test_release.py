@@ -5,7 +5,7 @@ import nbformat
 import pytest
 from conftest import REPO_ROOT
 
-from caloedu.cli.course import find_assignments, release
+from caloedu.cli.course import find_assignments
 
 ASSIGNMENTS = find_assignments(REPO_ROOT)
 COMMITTED_NOTEBOOKS = sorted(REPO_ROOT.glob("lectures/*.ipynb")) + sorted(
@@ -37,13 +37,9 @@ def test_committed_notebooks_have_no_outputs():
 
 
 @pytest.fixture(scope="module")
-def fresh_release(make_course_copy):
-    """The exercises nbgrader generates now, from a temporary copy of solutions/."""
-    course = make_course_copy()
-    for assignment in ASSIGNMENTS:
-        course.add_solution_folder(REPO_ROOT / "solutions" / assignment)
-    release(course.root)
-    return course.root / "exercises"
+def fresh_release(released_course):
+    """The exercises nbgrader generates now, from a temporary copy of solutions/ (conftest.released_course)."""
+    return released_course.root / "exercises"
 
 
 def graded_view(notebook):

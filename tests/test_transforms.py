@@ -39,6 +39,15 @@ def test_energy_ratios_invert_to_the_same_showers(sample):
     np.testing.assert_allclose(transform.inverse(x, incident), showers, rtol=1e-6, atol=1e-9)
 
 
+def test_energy_ratios_are_the_u_variables_and_their_inverse():
+    from caloedu.data import energy_ratios, layer_energies_from_ratios
+
+    u = energy_ratios(np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 2.0, 0.0]]), np.array([20.0, 10.0]))
+    np.testing.assert_allclose(u, [[0.5, 1 / 10, 2 / 9, 3 / 7], [0.2, 0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(layer_energies_from_ratios(u, np.array([[20.0], [10.0]])),
+                               [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 2.0, 0.0]], atol=1e-12)
+
+
 def test_energy_ratios_of_an_empty_shower_are_zero_not_nan():
     geometry = CalorimeterGeometry.preset("teaching")
     transform = EnergyRatioTransform(geometry)
@@ -96,13 +105,14 @@ def test_voxels_to_hits_to_voxels_returns_the_same_showers(sample):
 def test_point_cloud_transform_round_trip_and_scaling(sample):
     geometry, _, showers = sample
     cloud = PointCloudTransform(geometry).fit(showers, seed=0)
-    points, mask = cloud.forward(showers, seed=1)
+    points, mask = cloud.forward(showers, seed=1)  # a PointCloud: (points, mask)
     assert points.shape == (len(showers), cloud.max_hits, 4)
     values = points[mask]
     np.testing.assert_allclose(values.mean(axis=0), 0.0, atol=0.1)  # standardised (different noise draw)
     np.testing.assert_allclose(values.std(axis=0), 1.0, atol=0.1)
     assert np.all(points[~mask] == 0)
     rebuilt = PointCloudTransform.from_config(json.loads(json.dumps(cloud.get_config())))
-    np.testing.assert_allclose(rebuilt.inverse(points, mask), showers, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(rebuilt.inverse((points, mask)), showers, rtol=1e-6, atol=1e-9)
+    assert isinstance(transform_from_config(serialize(cloud)), PointCloudTransform), "a registered Transform"
     with pytest.raises(ValueError, match="max_hits"):
         PointCloudTransform(geometry, max_hits=1).fit(showers).forward(showers)
