@@ -67,12 +67,23 @@ def test_generated_showers_can_be_evaluated(trained_files):
     (["train", "--data", "x.h5", "-o", "model.h5"], "must name a .keras file"),
     (["train", "--data", "x.h5", "-o", "m.keras", "--minutes", "0"], "--minutes must be positive"),
     (["sample", "missing.keras", "--n", "5", "-o", "g.h5"], "No model at missing.keras"),
+    (["simulate", "--n", "5", "-o", "no/such/folder/s.h5"], "The folder of -o no/such/folder/s.h5 does not exist"),
+    (["train", "--data", "x.h5", "-o", "no/such/folder/m.keras"], "does not exist; create it first"),
+    (["train", "--model", "flow-matching", "--data", "x.h5", "-o", "m.keras", "--ema-momentum", "2"],
+     "ema_momentum must be in (0, 1)"),
 ])
 def test_user_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and err.startswith(f"caloedu {argv[0]}: error:")
+
+
+def test_sample_never_writes_over_its_own_model(trained_files, capsys):
+    model = str(trained_files["model.keras"])
+    assert main(["sample", model, "--n", "3", "-o", model, "--overwrite"]) == 2
+    assert "is the model itself" in capsys.readouterr().err
+    assert caloedu.load_model(model) is not None
 
 
 def test_sample_needs_n_or_reference_energies(trained_files, capsys, tmp_path):

@@ -55,8 +55,12 @@ def run(args):
                                f"{args.parser.prog} --model {args.model}")
     if options is None:  # --help
         return 0
-    if args.save and not args.save.endswith(".keras"):
-        raise ValueError(f"--save must name a .keras file, got {args.save}.")
+    if args.save:
+        from caloedu.cli.paths import check_output
+
+        if not args.save.endswith(".keras"):
+            raise ValueError(f"--save must name a .keras file, got {args.save}.")
+        check_output(args.save, "--save")
 
     import numpy as np
     import torch

@@ -53,6 +53,7 @@ def incident_energies_for(args, energy_range):
 
 def run(args):
     from caloedu.cli.family_options import family_arguments, family_of_model_file
+    from caloedu.cli.paths import check_output
     from caloedu.generators.registry import get_family
 
     if args.model is None:
@@ -70,8 +71,7 @@ def run(args):
         raise ValueError("-o/--output is required: the .h5 file to write.")
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}.")
-    if os.path.exists(args.output) and not args.overwrite:
-        raise ValueError(f"{args.output} exists; pass --overwrite to replace it.")
+    check_output(args.output, "-o", args.overwrite)
     if os.path.abspath(args.output) == os.path.abspath(args.model):
         raise ValueError(f"-o {args.output} is the model itself; write the showers to another file.")
 

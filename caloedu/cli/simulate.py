@@ -4,7 +4,6 @@
     caloedu simulate --geometry teaching --n 1000 --energy 50000 -o e50GeV.h5
 """
 
-import os
 import sys
 import time
 
@@ -47,12 +46,13 @@ class _ProgressBar:
 def run(args):
     import numpy as np
 
+    from caloedu.cli.paths import check_output
+
     from caloedu.data import CalorimeterGeometry, ShowerSimulator, save_showers
 
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}.")
-    if os.path.exists(args.output) and not args.overwrite:
-        raise ValueError(f"{args.output} exists; pass --overwrite to replace it.")
+    check_output(args.output, "-o", args.overwrite)
     geometry = CalorimeterGeometry.from_name_or_path(args.geometry)
     simulator = ShowerSimulator(geometry, threshold_mev=args.threshold)
     energies = None if args.energy is None else np.full(args.n, args.energy)

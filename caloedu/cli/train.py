@@ -31,7 +31,8 @@ def register(subparsers):
     parser.add_argument("--minutes", type=float, default=None,
                         help="time budget: stop after this many minutes, learning rate decaying as a cosine over it")
     parser.add_argument("--showers", type=float, default=None,
-                        help="budget in training showers seen (e.g. 1.6e6): reproduces a run on any machine")
+                        help="budget in training showers seen in this run (e.g. 1.6e6): reproduces a run on any "
+                             "machine")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--validation-split", type=float, default=0.0)
     parser.add_argument("--resume", action="store_true", help="continue training the model already in --output")
@@ -61,6 +62,8 @@ def geometry_of_file(path, name_or_path=None):
 
 
 def check_arguments(args):
+    from caloedu.cli.paths import check_output
+
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}.")
     if args.minutes is not None and args.minutes <= 0:
@@ -76,11 +79,8 @@ def check_arguments(args):
             raise ValueError(f"{flag} is required.")
     if not args.output.endswith(".keras"):
         raise ValueError(f"-o must name a .keras file, got {args.output}.")
-    if os.path.exists(args.output) and not args.resume:
-        raise ValueError(f"{args.output} exists; pass --resume to continue training it, or choose another -o.")
-    folder = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(folder):
-        raise ValueError(f"The folder of -o {args.output} does not exist; create it first (nothing was trained).")
+    check_output(args.output, "-o", overwrite=args.resume,
+                 hint="pass --resume to continue training it, or choose another -o")
     if not os.path.exists(args.data):
         raise FileNotFoundError(f"No shower file at {args.data}.")
 
@@ -98,6 +98,7 @@ def run(args):
                                f"{args.parser.prog} --model {family_name}")
     if options is None:  # --help
         return 0
+    family.options_class.create(family_name, **options)  # wrong values are named before any work
     check_arguments(args)
 
     import caloedu

@@ -56,7 +56,9 @@ What a family implements:
   ``sampling_options_class`` lists the options ``sample`` accepts (an ODE solver, say);
 - optionally ``feature_log_prob(x, condition) -> (B,)`` (the likelihood), ``sampler_weights()`` (the weights
   that sampling uses; a GAN's generator), ``adapt(incident_energies, showers)`` (data-dependent state fitted on
-  the first ``fit``), ``representation_kinds`` and ``smoke_options`` (tiny sizes for tests).
+  the first ``fit``), ``representation_kinds`` and ``smoke_options`` (tiny sizes for tests), and ``test_step``
+  (validation runs ``compute_losses`` under ``torch.no_grad``; losses that need gradients, such as a gradient
+  penalty, need their own).
 """
 
 import contextlib

@@ -163,7 +163,10 @@ class FlowMatchingGenerator(ShowerGenerator):
         the generator's seed generator."""
         t = keras.random.uniform((ops.shape(x0)[0], 1), seed=self.seed_generator)
         eps = keras.random.normal(ops.shape(x0), seed=self.seed_generator)
-        network = lambda x_t, t_column: self.velocity((x_t, t_column, condition))  # noqa: E731
+
+        def network(x_t, t_column):  # the (velocity or data) network at this batch's condition
+            return self.velocity((x_t, t_column, condition))
+
         loss = cfm_data_loss if self.options.prediction == "data" else cfm_loss
         return {"loss": loss(network, x0, eps, t, self.feature_weights)}
 
