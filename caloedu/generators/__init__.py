@@ -5,6 +5,8 @@ models conditioned on the incident energy, trained with ``fit(incident_energies,
 Where things are:
 
     base.py           ShowerGenerator, the contract (its docstring says what a family implements)
+    optimizers.py     named optimizers (one per group of weights), saved and restored with the model
+    ema.py            the moving average of the weights that sampling uses
     options.py        the options dataclasses: every option with its default and help, one vocabulary
     registry.py       FAMILIES: name -> class, what the CLI, the benches and the tests read
     callbacks.py      TrainingBudget (minutes or showers, cosine schedule), NaNGuard

@@ -71,6 +71,8 @@ from caloedu.data.geometry import CalorimeterGeometry
 from caloedu.data.representation import dequantize, make_representation
 from caloedu.data.transforms import LogEnergyCondition
 from caloedu.generators.callbacks import NaNGuard
+from caloedu.generators.ema import holding, update_moving_average, warmed_up_momentum
+from caloedu.generators.optimizers import NamedOptimizers
 from caloedu.generators.options import GeneratorOptions, SamplingOptions
 
 CPU_BATCH_LIMIT = 1024  # showers per network call when sampling on a CPU (see the module docstring)
@@ -89,7 +91,7 @@ def _concatenate(parts):
     return np.concatenate(parts)
 
 
-class ShowerGenerator(keras.Model):
+class ShowerGenerator(NamedOptimizers, keras.Model):
     """Base class of the generators (the contract is the module docstring).
 
     Args:
@@ -192,69 +194,6 @@ class ShowerGenerator(keras.Model):
         showers[showers < self.options.threshold_mev] = 0.0
         return showers
 
-    # --- optimizers ---------------------------------------------------------------------------------
-    def optimizer_weights(self):
-        """{optimizer name: the weights it updates}; one optimizer, "optimizer", for all weights by default."""
-        return {"optimizer": self.trainable_weights}
-
-    def default_optimizers(self):
-        """{optimizer name: optimizer}: what ``fit`` compiles with when the user did not compile."""
-        return {"optimizer": keras.optimizers.Adam(learning_rate=self.options.learning_rate)}
-
-    @property
-    def optimizers(self):
-        """{name: optimizer} once compiled (the first is also Keras' ``self.optimizer``); {} before."""
-        names = getattr(self, "_optimizer_names", ())
-        return {name: self.optimizer if i == 0 else getattr(self, f"{name}_optimizer") for i, name in enumerate(names)}
-
-    def compile(self, optimizer=None, **kwargs):
-        """Compile with one optimizer, a dict ``{name: optimizer}`` for the names of ``optimizer_weights()``,
-        or (None) ``default_optimizers()``. Other keyword arguments go to `keras.Model.compile`."""
-        groups = self.optimizer_weights()
-        if optimizer is None:
-            optimizer = self.default_optimizers()
-        if not isinstance(optimizer, dict):
-            if len(groups) != 1:
-                raise ValueError(f"{self.family} has {len(groups)} optimizers ({', '.join(groups)}): compile it with "
-                                 "a dict {name: optimizer}.")
-            optimizer = {next(iter(groups)): optimizer}
-        optimizer = {name: keras.optimizers.get(value) for name, value in optimizer.items()}
-        if set(optimizer) != set(groups):
-            raise ValueError(f"{self.family} needs the optimizers {', '.join(groups)}; got {', '.join(optimizer)}.")
-        names = tuple(groups)
-        super().compile(optimizer=optimizer[names[0]], **kwargs)
-        for name in names[1:]:
-            setattr(self, f"{name}_optimizer", optimizer[name])
-        object.__setattr__(self, "_optimizer_names", names)
-        object.__setattr__(self, "_optimizer_groups", groups)
-        object.__setattr__(self, "_compile_arguments", kwargs)
-        for name in names:  # on its own weights only (Keras' fit would build the first on all of them)
-            if not optimizer[name].built:
-                optimizer[name].build(groups[name])
-
-    def get_compile_config(self):
-        if not self.compiled:
-            return {}
-        optimizers = {name: keras.optimizers.serialize(o) for name, o in self.optimizers.items()}
-        return {"optimizers": optimizers, **self._compile_arguments}
-
-    def compile_from_config(self, config):
-        config = dict(config)
-        optimizers = {name: keras.optimizers.deserialize(value) for name, value in config.pop("optimizers").items()}
-        self.compile(optimizer=optimizers, **config)  # builds them: their variables exist before the state loads
-
-    def optimizer_step(self, loss, name="optimizer"):
-        """Backpropagate ``loss`` (a scalar torch tensor) and apply one step of the optimizer ``name`` to its
-        weights (keras-io's custom_train_step_in_torch pattern)."""
-        import torch
-
-        weights = self._optimizer_groups[name]
-        for weight in weights:
-            weight.value.grad = None
-        loss.backward()
-        with torch.no_grad():
-            self.optimizers[name].apply([w.value.grad for w in weights], weights)
-
     # --- training -------------------------------------------------------------------------------------
     @property
     def metrics(self):
@@ -298,16 +237,11 @@ class ShowerGenerator(keras.Model):
         return {tracker.name: tracker.result() for tracker in self.trackers}
 
     def _count_step(self, batch_size):
-        import torch
-
         if self._host_steps is None:
             self._host_steps = int(keras.ops.convert_to_numpy(self.training_steps))
         if self.ema_weights:
-            n = self._host_steps
-            momentum = 0.0 if n == 0 else min(self.options.ema_momentum, (1.0 + n) / (10.0 + n))
-            with torch.no_grad():  # average <- momentum average + (1 - momentum) weight, all weights at once
-                torch._foreach_lerp_([a.value for a in self.ema_weights], [w.value for w in self._sampled],
-                                     1.0 - momentum)
+            update_moving_average(self.ema_weights, self._sampled,
+                                  warmed_up_momentum(self.options.ema_momentum, self._host_steps))
         self._host_steps += 1
         self.training_steps.assign_add(1)
         self.showers_seen.assign_add(batch_size)
@@ -342,26 +276,12 @@ class ShowerGenerator(keras.Model):
         return history
 
     # --- EMA -------------------------------------------------------------------------------------------
-    @contextlib.contextmanager
     def averaged_weights(self):
-        """Within the block the sampling weights hold their moving average (when there is one and training
-        has started); afterwards they hold the trained weights again."""
-        import torch
-
+        """Context in which the sampling weights hold their moving average (when there is one and training has
+        started); afterwards they hold the trained weights again."""
         if not self.ema_weights or int(keras.ops.convert_to_numpy(self.training_steps)) == 0:
-            yield
-            return
-        weights = self._sampled
-        with torch.no_grad():
-            saved = [w.value.detach().clone() for w in weights]
-            for weight, average in zip(weights, self.ema_weights):
-                weight.value.copy_(average.value)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for weight, value in zip(weights, saved):
-                    weight.value.copy_(value)
+            return contextlib.nullcontext()
+        return holding(self._sampled, self.ema_weights)
 
     # --- sampling and likelihood -------------------------------------------------------------------------
     def compute_device(self):
