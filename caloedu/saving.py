@@ -34,4 +34,7 @@ def load_model(path, **kwargs):
     for name in family_names():
         get_family(name)
 
-    return keras.saving.load_model(path, **kwargs)
+    try:
+        return keras.saving.load_model(path, **kwargs)
+    except ValueError as err:  # a caloedu class refusing its stored config: a file of another caloedu version
+        raise ValueError(f"{path} does not fit this version of caloedu ({err}); train the model again.") from err
