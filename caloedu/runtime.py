@@ -56,6 +56,18 @@ def device_report():
     return "\n".join(lines)
 
 
+def set_threads(threads):
+    """Use ``threads`` CPU threads in torch (None: torch's own choice). On a busy 2-core machine one thread
+    trains faster than two, which then compete with the other work."""
+    if threads is None:
+        return
+    if int(threads) != threads or threads < 1:
+        raise ValueError(f"--threads must be a positive whole number, got {threads}.")
+    import torch
+
+    torch.set_num_threads(int(threads))
+
+
 def set_seed(seed):
     """Seed Python, NumPy, torch and Keras so a notebook gives the same numbers twice (same device)."""
     import keras

@@ -45,6 +45,9 @@ def test_sample_with_an_energy_range(trained_files, tmp_path):
 def test_train_resumes_the_saved_model(trained_files):
     assert main(["train", "--data", str(trained_files["train.h5"]), "-o", str(trained_files["model.keras"]),
                  "--epochs", "1", "--batch-size", "100", "--resume", "--quiet"]) == 0
+    # --seed seeds the run, it is not one of the model's options: allowed when resuming
+    assert main(["train", "--data", str(trained_files["train.h5"]), "-o", str(trained_files["model.keras"]),
+                 "--epochs", "1", "--batch-size", "100", "--resume", "--seed", "3", "--quiet"]) == 0
 
 
 def test_generated_showers_can_be_evaluated(trained_files):

@@ -62,15 +62,11 @@ def run(args):
             raise ValueError(f"--save must name a .keras file, got {args.save}.")
         check_output(args.save, "--save")
 
-    import numpy as np
-    import torch
-
     import caloedu
     from caloedu.data import CalorimeterGeometry, simulate_showers
     from caloedu.generators import TrainingBudget
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    caloedu.runtime.set_threads(args.threads)
     caloedu.runtime.set_seed(args.seed)
     minutes = args.minutes if args.minutes is not None or args.showers is not None else 10.0
     budget = TrainingBudget(minutes=minutes, showers=args.showers)

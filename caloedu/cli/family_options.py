@@ -33,12 +33,12 @@ def _bool(text):
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def add_option_arguments(parser, options_class, title, skip=()):
+def add_option_arguments(parser, options_class, title):
     """Add one ``--name`` per field of ``options_class`` to a new argument group of ``parser``; values
     that are not given stay unset (argparse.SUPPRESS) so the dataclass's default applies."""
     group = parser.add_argument_group(title)
     for field in dataclasses.fields(options_class):
-        if field.name in NOT_ON_COMMAND_LINE or field.name in skip:
+        if field.name in NOT_ON_COMMAND_LINE:
             continue
         kind, nullable = base_type(field.type)
         help_text = field.metadata.get("help", "")
@@ -67,9 +67,9 @@ def family_arguments(args, options_class, title, prog):
     """Parse ``args.extra`` as the options of ``options_class`` (a dict of those given; ``prog`` names the
     command in error messages); with ``args.help``, print the command's help with these options added and
     return None."""
-    full = argparse.ArgumentParser(prog=args.parser.prog, parents=[args.parser], add_help=False)
-    add_option_arguments(full, options_class, title)
     if args.help:
+        full = argparse.ArgumentParser(prog=args.parser.prog, parents=[args.parser], add_help=False)
+        add_option_arguments(full, options_class, title)
         full.print_help()
         return None
     own = argparse.ArgumentParser(prog=prog, add_help=False)

@@ -78,10 +78,7 @@ def run(args):
     import caloedu
     from caloedu.data import save_showers
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    caloedu.runtime.set_threads(args.threads)
     try:
         generator = caloedu.load_model(args.model)
     except (OSError, KeyError, TypeError) as err:

@@ -72,8 +72,6 @@ def check_arguments(args):
         raise ValueError(f"--showers must be at least 1, got {args.showers:g}.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}.")
     for flag, value in (("--data", args.data), ("-o/--output", args.output)):
         if value is None:
             raise ValueError(f"{flag} is required.")
@@ -98,6 +96,9 @@ def run(args):
                                f"{args.parser.prog} --model {family_name}")
     if options is None:  # --help
         return 0
+    if resuming and options:
+        raise ValueError(f"--resume continues {args.output} with the options it was trained with; drop "
+                         f"{', '.join('--' + name.replace('_', '-') for name in options)}.")
     family.options_class.create(family_name, **options)  # wrong values are named before any work
     check_arguments(args)
 
@@ -105,17 +106,10 @@ def run(args):
     from caloedu.data import load_showers
     from caloedu.generators import TrainingBudget
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    caloedu.runtime.set_threads(args.threads)
     if args.seed is not None:
         caloedu.runtime.set_seed(args.seed)
-        options.setdefault("seed", args.seed)
     if resuming:
-        if options:
-            raise ValueError(f"--resume continues {args.output} with the options it was trained with; drop "
-                             f"{', '.join('--' + name.replace('_', '-') for name in options)}.")
         generator = caloedu.load_model(args.output)
         if generator.family != family_name:
             raise ValueError(f"{args.output} holds a {generator.family} generator, not {family_name}.")
@@ -124,7 +118,7 @@ def run(args):
               f"({int(generator.showers_seen):,} showers)")
     else:
         geometry = geometry_of_file(args.data, args.geometry)
-        generator = family(geometry, **options)
+        generator = family(geometry, **{"seed": args.seed, **options})
     incident_energies, showers = load_showers(args.data, geometry=geometry)
     budget = None
     if args.minutes is not None or args.showers is not None:

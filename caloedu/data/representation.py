@@ -132,9 +132,14 @@ VOXEL_RECIPES = {
 REPRESENTATIONS = (*VOXEL_RECIPES, "point-cloud")
 
 
-def _row_chunks(n_rows, n_columns):
+def _in_chunks(function, values, incident_energies, n_columns):
+    """``function(values[rows] float64, incident_energies[rows] (n, 1))`` over row chunks of at most
+    ``_CHUNK_VALUES / n_columns`` rows, so the float64 temporaries stay bounded; the results concatenated."""
+    incident_energies = np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
     step = max(1, _CHUNK_VALUES // max(1, n_columns))
-    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+    starts = range(0, max(len(values), 1), step)  # one empty chunk for no rows keeps the output's shape
+    return np.concatenate([function(np.asarray(values[start:start + step], dtype=np.float64),
+                                    incident_energies[start:start + step]) for start in starts])
 
 
 class Representation:
@@ -145,23 +150,20 @@ class Representation:
         geometry: the `CalorimeterGeometry` (or its config, or a preset name).
         transform: the fitted transform (a `Chain` or a `PointCloudTransform`), or None before ``fit``.
         threshold_mev: the readout threshold: voxels below it are empty (and dequantised below it).
+        fitted: whether ``transform`` is fitted (it is when it comes from a stored state).
     """
 
     kind = None
 
-    def __init__(self, name, geometry, transform, threshold_mev=DS2_THRESHOLD_MEV):
+    def __init__(self, name, geometry, transform, threshold_mev=DS2_THRESHOLD_MEV, fitted=False):
         self.name = name
-        self.geometry = CalorimeterGeometry.coerce(geometry)
+        self.geometry = geometry  # a CalorimeterGeometry (the subclasses coerce what they are given)
         self.transform = transform
         self.threshold_mev = float(threshold_mev)
-        self.fitted = False
-
-    @property
-    def is_fitted(self):
-        return self.fitted
+        self.is_fitted = fitted
 
     def _require_fitted(self):
-        if not self.fitted:
+        if not self.is_fitted:
             raise ValueError(f"The '{self.name}' representation is not fitted yet: fit it on training showers first.")
 
     @property
@@ -175,17 +177,14 @@ class Representation:
         if not self.has_density:
             raise ValueError(f"The '{self.name}' representation does not map a shower one to one onto its features, "
                              "so a likelihood in MeV space is not defined for it; use 'voxel-ratios' or 'log-ratios'.")
-        incident_energies = np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
-        parts = [self.transform.log_det_jacobian(np.asarray(showers[rows], dtype=np.float64), incident_energies[rows])
-                 for rows in _row_chunks(len(showers), self.geometry.n_voxels)]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        return _in_chunks(self.transform.log_det_jacobian, showers, incident_energies, self.geometry.n_voxels)
 
     def get_state(self):
         """The fitted transform's config (JSON), what a .keras file keeps; None before ``fit``."""
-        return serialize(self.transform) if self.fitted else None
+        return serialize(self.transform) if self.is_fitted else None
 
     def __repr__(self):
-        return f"{type(self).__name__}('{self.name}', {self.geometry!r}, {'fitted' if self.fitted else 'not fitted'})"
+        return f"{type(self).__name__}('{self.name}', {self.geometry!r}, {'fitted' if self.is_fitted else 'not fitted'})"
 
 
 class VoxelRepresentation(Representation):
@@ -201,34 +200,27 @@ class VoxelRepresentation(Representation):
         # The log recipes need a positive threshold to place empty voxels, even when no cut is applied.
         transform = Chain(build(geometry, logit_alpha, threshold_mev or DS2_THRESHOLD_MEV)) if state is None \
             else transform_from_config(state)
-        super().__init__(name, geometry, transform, threshold_mev)
-        self.fitted = state is not None
+        super().__init__(name, geometry, transform, threshold_mev, fitted=state is not None)
         self.layout = VoxelLayout(geometry.n_layers if has_scalars else 0, tuple(int(a) for a in geometry.n_alpha),
                                   tuple(int(r) for r in geometry.n_radial))
 
     def fit(self, incident_energies, showers):
         rows = slice(0, min(len(showers), FIT_ROWS))
         self.transform.fit(np.asarray(showers[rows], dtype=np.float64), np.asarray(incident_energies[rows]))
-        self.fitted = True
+        self.is_fitted = True
         return self
 
     def forward(self, incident_energies, showers, seed=None):
         """(N, n_voxels) MeV -> features (N, n_features) float32, chunk by chunk."""
         self._require_fitted()
-        incident_energies = np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
-        out = np.empty((len(showers), self.layout.n_features), np.float32)
-        for rows in _row_chunks(len(showers), self.layout.n_features):
-            out[rows] = self.transform.forward(np.asarray(showers[rows], dtype=np.float64), incident_energies[rows])
-        return out
+        return _in_chunks(lambda s, e: self.transform.forward(s, e).astype(np.float32), showers, incident_energies,
+                          self.layout.n_features)
 
     def inverse(self, incident_energies, features):
         """Features (N, n_features) -> showers (N, n_voxels) float32 MeV, chunk by chunk."""
         self._require_fitted()
-        incident_energies = np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
-        out = np.empty((len(features), self.geometry.n_voxels), np.float32)
-        for rows in _row_chunks(len(features), self.layout.n_features):
-            out[rows] = self.transform.inverse(np.asarray(features[rows], dtype=np.float64), incident_energies[rows])
-        return out
+        return _in_chunks(lambda x, e: self.transform.inverse(x, e).astype(np.float32), features, incident_energies,
+                          self.layout.n_features)
 
 
 class PointCloudRepresentation(Representation):
@@ -240,8 +232,7 @@ class PointCloudRepresentation(Representation):
         geometry = CalorimeterGeometry.coerce(geometry)
         transform = PointCloudTransform(geometry, max_hits=max_hits, alpha=logit_alpha) if state is None \
             else transform_from_config(state)
-        super().__init__(name, geometry, transform, threshold_mev)
-        self.fitted = state is not None
+        super().__init__(name, geometry, transform, threshold_mev, fitted=state is not None)
 
     @property
     def layout(self):
@@ -250,7 +241,7 @@ class PointCloudRepresentation(Representation):
     def fit(self, incident_energies, showers, seed=0):
         rows = slice(0, min(len(showers), FIT_ROWS))
         self.transform.fit(showers[rows], seed=seed)
-        self.fitted = True
+        self.is_fitted = True
         return self
 
     def forward(self, incident_energies, showers, seed=None):
@@ -260,7 +251,9 @@ class PointCloudRepresentation(Representation):
         rng = np.random.default_rng(seed)
         points = np.empty((len(showers), self.transform.max_hits, len(POINT_FEATURES)), np.float32)
         mask = np.empty((len(showers), self.transform.max_hits), bool)
-        for rows in _row_chunks(len(showers), self.transform.max_hits * len(POINT_FEATURES)):
+        step = max(1, _CHUNK_VALUES // (self.transform.max_hits * len(POINT_FEATURES)))
+        for start in range(0, len(showers), step):  # float64 hits of one chunk at a time
+            rows = slice(start, start + step)
             points[rows], mask[rows] = self.transform.forward(showers[rows], seed=rng)
         return PointCloud(points, mask)
 

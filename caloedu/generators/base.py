@@ -287,11 +287,21 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
     def compute_device(self):
         return next(iter(self.weights)).value.device
 
-    def _batches(self, n_rows, batch_size):
+    def _map_batches(self, function, arrays, batch_size):
+        """``function`` of the rows of ``arrays`` (numpy, moved to the device) batch by batch, under no_grad and
+        with the averaged weights; its outputs (tensors, or tuples of them) as numpy, concatenated."""
+        import torch
+
         batch_size = check_positive_int(batch_size, "batch_size")
-        if self.compute_device().type == "cpu":
+        device = self.compute_device()
+        if device.type == "cpu":
             batch_size = min(batch_size, CPU_BATCH_LIMIT)
-        return [slice(start, start + batch_size) for start in range(0, n_rows, batch_size)]
+        parts = []
+        with torch.no_grad(), self.averaged_weights():
+            for start in range(0, len(arrays[0]), batch_size):
+                batch = [torch.as_tensor(array[start:start + batch_size], device=device) for array in arrays]
+                parts.append(_tree_to_numpy(function(*batch)))
+        return _concatenate(parts)
 
     def _require_fitted(self):
         if not self.is_fitted:
@@ -308,26 +318,17 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         Returns:
             showers (N, n_voxels) float32 MeV, >= 0, zero below ``threshold_mev``.
         """
-        import torch
-
         self._require_fitted()
         incident_energies = check_incident_energies(incident_energies)
         options = self.sampling_options_class.create(f"{self.family}'s sample", **options).as_dict()
-        condition = self.condition(incident_energies)
         rng = np.random.default_rng(seed)
-        device = self.compute_device()
-        parts = []
-        with torch.no_grad(), self.averaged_weights():
-            for rows in self._batches(len(condition), batch_size):
-                features = self.generate(torch.as_tensor(condition[rows], device=device), rng, **options)
-                parts.append(_tree_to_numpy(features))
-        return self.postprocess(_concatenate(parts), incident_energies)
+        features = self._map_batches(lambda condition: self.generate(condition, rng, **options),
+                                     [self.condition(incident_energies)], batch_size)
+        return self.postprocess(features, incident_energies)
 
     def log_prob(self, incident_energies, showers, batch_size=10_000, seed=0):
         """log p(shower | E_inc) in nats per shower, a density in MeV^n_voxels of the dequantised shower (the
         definition is in the module docstring). (N,) float64; ``seed`` draws the dequantisation."""
-        import torch
-
         if not self.has_likelihood():
             raise ValueError(f"{self.family} has no likelihood: it learns to sample, not a density. Flows and "
                              "autoregressive models have one, VAEs a bound.")
@@ -340,15 +341,8 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         showers = check_showers(showers, self.geometry, len(incident_energies))
         dequantized = dequantize(showers, self.representation.threshold_mev, np.random.default_rng(seed))
         x = self.representation.forward(incident_energies, dequantized)
-        condition = self.condition(incident_energies)
-        device = self.compute_device()
-        parts = []
-        with torch.no_grad(), self.averaged_weights():
-            for rows in self._batches(len(x), batch_size):
-                log_p = self.feature_log_prob(torch.as_tensor(x[rows], device=device),
-                                              torch.as_tensor(condition[rows], device=device))
-                parts.append(keras.ops.convert_to_numpy(log_p).astype(np.float64))
-        return np.concatenate(parts) + self.representation.log_det_jacobian(incident_energies, dequantized)
+        log_p = self._map_batches(self.feature_log_prob, [x, self.condition(incident_energies)], batch_size)
+        return log_p.astype(np.float64) + self.representation.log_det_jacobian(incident_energies, dequantized)
 
     # --- serialization --------------------------------------------------------------------------------
     def get_config(self):

@@ -68,23 +68,25 @@ class TrainingBudget(keras.callbacks.Callback):
         self.start = time.perf_counter()
         self.showers_at_start = int(keras.ops.convert_to_numpy(self.model.showers_seen)) \
             if self.showers is not None else 0
-        self.initial_learning_rates = [float(keras.ops.convert_to_numpy(o.learning_rate))
-                                       for o in optimizers_of(self.model)]
+        self.optimizers = optimizers_of(self.model)
+        self.initial_learning_rates = [float(keras.ops.convert_to_numpy(o.learning_rate)) for o in self.optimizers]
+        self.fraction = 0.0
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.cosine:
-            factor = self.learning_rate_factor(self.elapsed_fraction())
-            for optimizer, rate in zip(optimizers_of(self.model), self.initial_learning_rates):
+        if self.cosine:  # at the fraction measured after the last batch: one reading of the clock per batch
+            factor = self.learning_rate_factor(self.fraction)
+            for optimizer, rate in zip(self.optimizers, self.initial_learning_rates):
                 optimizer.learning_rate.assign(rate * factor)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.elapsed_fraction() >= 1.0:
+        self.fraction = self.elapsed_fraction()
+        if self.fraction >= 1.0:
             self.model.stop_training = True
             self.stopped_early = True
 
     def on_train_end(self, logs=None):
         if self.cosine:  # leave the optimizers as they were, so a resumed run starts from the same rates
-            for optimizer, rate in zip(optimizers_of(self.model), self.initial_learning_rates):
+            for optimizer, rate in zip(self.optimizers, self.initial_learning_rates):
                 optimizer.learning_rate.assign(rate)
 
 

@@ -64,7 +64,7 @@ class Options:
             choices = field.metadata.get("choices")
             if choices is not None and value not in choices:
                 raise ValueError(f"Unknown {field.name} {value!r}; choose one of {', '.join(map(str, choices))}.")
-            object.__setattr__(self, field.name, value)
+            setattr(self, field.name, value)
         self.check()
 
     def check(self):
@@ -103,7 +103,7 @@ class GeneratorOptions(Options):
             if field.name.endswith("learning_rate") and not getattr(self, field.name) > 0:
                 raise ValueError(f"{field.name} must be positive, got {getattr(self, field.name)}.")
         if self.ema_momentum == 0:
-            object.__setattr__(self, "ema_momentum", None)
+            self.ema_momentum = None
         if self.ema_momentum is not None and not 0 < self.ema_momentum < 1:
             raise ValueError(f"ema_momentum must be in (0, 1) (or None: no averaging), got {self.ema_momentum}.")
 
