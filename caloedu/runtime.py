@@ -56,16 +56,45 @@ def device_report():
     return "\n".join(lines)
 
 
-def set_threads(threads):
-    """Use ``threads`` CPU threads in torch (None: torch's own choice). On a busy 2-core machine one thread
-    trains faster than two, which then compete with the other work."""
+def available_cores():
+    """CPU cores this process may run on (its affinity mask, which containers and batch systems set)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_threads():
+    """Torch threads when none are asked for: the cores not already busy (cores minus the 1-minute load
+    average, rounded), at least 1. Two threads beside another job on 2 cores ran 3-6x slower than one."""
+    cores = available_cores()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on Windows
+        return cores
+    return max(1, min(cores, int(round(cores - load))))
+
+
+def set_threads(threads=None):
+    """Use ``threads`` CPU threads in torch (None: `default_threads`); returns the number used. On a busy
+    2-core machine one thread trains faster than two, which then compete with the other work."""
     if threads is None:
-        return
+        threads = default_threads()
     if int(threads) != threads or threads < 1:
         raise ValueError(f"--threads must be a positive whole number, got {threads}.")
     import torch
 
     torch.set_num_threads(int(threads))
+    return int(threads)
+
+
+def describe_threads(threads):
+    """'2 torch threads on 2 cores (load 0.1)', for the first line of a long command."""
+    try:
+        load = f", load {os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):
+        load = ""
+    return f"{threads} torch thread{'s' if threads != 1 else ''} on {available_cores()} cores{load}"
 
 
 def set_seed(seed):

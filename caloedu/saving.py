@@ -37,4 +37,5 @@ def load_model(path, **kwargs):
     try:
         return keras.saving.load_model(path, **kwargs)
     except ValueError as err:  # a caloedu class refusing its stored config: a file of another caloedu version
-        raise ValueError(f"{path} does not fit this version of caloedu ({err}); train the model again.") from err
+        reason = (str(err).splitlines() or [""])[0][:300]  # Keras appends whole configs and weight lists
+        raise ValueError(f"{path} does not fit this version of caloedu ({reason}); train the model again.") from err

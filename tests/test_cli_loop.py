@@ -66,10 +66,10 @@ def test_generated_showers_can_be_evaluated(trained_files):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--data", "missing.h5", "-o", "m.keras", "--geometry", "teaching"], "No shower file at missing.h5"),
+    (["train", "--data", "missing.h5", "-o", "m.keras", "--geometry", "teaching"], "--data missing.h5 does not exist"),
     (["train", "--data", "x.h5", "-o", "model.h5"], "must name a .keras file"),
     (["train", "--data", "x.h5", "-o", "m.keras", "--minutes", "0"], "--minutes must be positive"),
-    (["sample", "missing.keras", "--n", "5", "-o", "g.h5"], "No model at missing.keras"),
+    (["sample", "missing.keras", "--n", "5", "-o", "g.h5"], "the model missing.keras does not exist"),
     (["simulate", "--n", "5", "-o", "no/such/folder/s.h5"], "The folder of -o no/such/folder/s.h5 does not exist"),
     (["train", "--data", "x.h5", "-o", "no/such/folder/m.keras"], "does not exist; create it first"),
     (["train", "--model", "flow-matching", "--data", "x.h5", "-o", "m.keras", "--ema-momentum", "2"],
@@ -85,7 +85,7 @@ def test_user_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
 def test_sample_never_writes_over_its_own_model(trained_files, capsys):
     model = str(trained_files["model.keras"])
     assert main(["sample", model, "--n", "3", "-o", model, "--overwrite"]) == 2
-    assert "is the model itself" in capsys.readouterr().err
+    assert "is also the input MODEL" in capsys.readouterr().err
     assert caloedu.load_model(model) is not None
 
 

@@ -42,7 +42,7 @@ def one_torch_thread():
 
 
 def evaluate(capsys, *argv):
-    code = main(["evaluate", *map(str, argv)])
+    code = main(["evaluate", *map(str, argv), "--threads", "1"])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -87,7 +87,7 @@ def test_bad_inputs_give_one_clear_line(files, capsys, tmp_path, problem):
     reference = files["reference"]
     generated = files["same"]
     extra = []
-    expected = {"missing": "No shower file", "keys": "lacks the dataset", "geometry": "geometry 'ds2'",
+    expected = {"missing": "does not exist", "keys": "lacks the dataset", "geometry": "geometry 'ds2'",
                 "mixed": "different geometries"}[problem]
     if problem == "missing":
         generated = tmp_path / "nowhere.h5"

@@ -31,11 +31,13 @@ def test_single_hit_voxel_gives_its_centre_and_zero_width(geometry):
     assert f.centre_phi[0, 3] == pytest.approx(centres.phi[voxel], abs=1e-9)
     assert f.width_eta[0, 3] == pytest.approx(0.0, abs=1e-4)
     assert f.width_phi[0, 3] == pytest.approx(0.0, abs=1e-4)
-    assert f.sparsity[0, 3] == pytest.approx(1 / geometry.voxels_per_layer[3])
+    assert f.sparsity[0, 3] == pytest.approx(1 - 1 / geometry.voxels_per_layer[3])  # CaloChallenge: empty fraction
     # Layers without energy: every feature 0, never NaN.
     for array in (f.centre_eta, f.centre_phi, f.width_eta, f.width_phi, f.sparsity, f.layer_energies):
         assert np.all(np.isfinite(array))
+    for array in (f.centre_eta, f.centre_phi, f.width_eta, f.width_phi, f.layer_energies):
         assert np.all(np.delete(array[0], 3) == 0.0)
+    assert np.all(np.delete(f.sparsity[0], 3) == 1.0), "a layer without energy is all empty voxels: sparsity 1"
     np.testing.assert_allclose(f.voxel_energies, [2500.0])
 
 

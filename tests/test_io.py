@@ -127,5 +127,5 @@ def test_nan_and_negative_energies_say_how_many_and_where(tmp_path):
 def test_file_errors_are_value_errors(tmp_path):
     path = tmp_path / "not_hdf5.h5"
     path.write_text("hello")
-    with pytest.raises(ValueError, match="not a readable HDF5 file"):
+    with pytest.raises(ValueError, match="not a readable shower file: it is not an HDF5 file"):
         load_showers(path)

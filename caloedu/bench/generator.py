@@ -36,9 +36,13 @@ def register(subparsers):
         parser.add_argument("--n-test", type=int, default=20_000,
                             help="held-out simulated showers, as many generated (default: 20000)")
         parser.add_argument("--batch-size", type=int, default=256)
-        parser.add_argument("--classifier-size", choices=("small", "calochallenge"), default="small")
+        parser.add_argument("--classifier-protocol", choices=("caloedu", "calochallenge"), default="caloedu",
+                            help="caloedu (default; stricter, not comparable with published AUCs) or calochallenge "
+                                 "(evaluate.py exactly; comparable with published AUCs, slow on a CPU)")
+        parser.add_argument("--classifier-size", choices=("small", "large"), default="small",
+                            help="network of the caloedu protocol (default: small)")
         parser.add_argument("--threads", type=int, default=None,
-                            help="torch CPU threads (default: torch's choice; 1 is steadier on a busy machine)")
+                            help="torch CPU threads (default: the cores not busy with other work, at least 1)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--save", default=None, metavar="MODEL.keras", help="also save the trained generator")
         parser.set_defaults(func=run, family_options=True, parser=parser)
@@ -48,6 +52,8 @@ def register(subparsers):
 
 def run(args):
     from caloedu.cli.family_options import family_arguments
+    from caloedu.cli.paths import save_atomically
+    from caloedu.cli.train import epochs_run
     from caloedu.generators.registry import get_family
 
     family = get_family(args.model)
@@ -66,13 +72,14 @@ def run(args):
     from caloedu.data import CalorimeterGeometry, simulate_showers
     from caloedu.generators import TrainingBudget
 
-    caloedu.runtime.set_threads(args.threads)
+    threads = caloedu.runtime.set_threads(args.threads)
     caloedu.runtime.set_seed(args.seed)
     minutes = args.minutes if args.minutes is not None or args.showers is not None else 10.0
     budget = TrainingBudget(minutes=minutes, showers=args.showers)
     geometry = CalorimeterGeometry.from_name_or_path(args.geometry)
     generator = family(geometry, **{"seed": args.seed, **options})
     print(caloedu.runtime.device_report())
+    print(caloedu.runtime.describe_threads(threads))
     start = time.perf_counter()
     train = simulate_showers(geometry, args.n_train, seed=args.seed)
     test = simulate_showers(geometry, args.n_test, seed=args.seed + 1_000_003)
@@ -90,10 +97,10 @@ def run(args):
     if args.showers is not None:
         limits.append(f"{args.showers:.3g} showers")
     print(f"training ({args.model}, budget {' and '.join(limits)}): {generator.count_trainable_params():,} parameters, "
-          f"{len(next(iter(history.history.values())))} epochs ({seen:,} showers) in {seconds / 60:.1f} min: "
+          f"{epochs_run(seen, args.n_train)} epochs ({seen:,} showers) in {seconds / 60:.1f} min: "
           f"{seen / seconds:,.0f} showers/s; final {final}")
     if args.save:
-        generator.save(args.save)
+        save_atomically(generator.save, args.save)
     report_sampling_and_quality(generator, test, args)
     return 0
 
@@ -110,8 +117,10 @@ def report_sampling_and_quality(generator, test, args):
 
     geometry, n_test = generator.geometry, len(test[0])
     batch = min(10_000, n_test)
+    from caloedu.cli.progress import ProgressBar
+
     start = time.perf_counter()
-    generated = generator.sample(test[0], batch_size=batch, seed=args.seed)
+    generated = generator.sample(test[0], batch_size=batch, seed=args.seed, progress=ProgressBar("sampling"))
     t_batch = (time.perf_counter() - start) / n_test  # this run is the batch-10,000 timing itself
     t_one = time_per_shower(lambda e: generator.sample(e, batch_size=1), test[0][:10], batch_size=1, repeats=3) / 1e3
     print(f"sampled {n_test} showers; time per shower ({caloedu.runtime.device().type}): "
@@ -119,11 +128,15 @@ def report_sampling_and_quality(generator, test, args):
 
     reference_features = compute_features(*test, geometry)
     generated_features = compute_features(test[0], generated, geometry)
-    results = classifier_metrics(test, (test[0], generated), geometry, size=args.classifier_size, seed=args.seed,
-                                 reference_features=reference_features, generated_features=generated_features)
-    for kind, result in results.items():
-        print(f"classifier AUC ({kind}-level): {result.auc:.3f}  (JSD {result.jsd:.3f}, best epoch "
-              f"{result.best_epoch}/{result.epochs}, {result.n_validation} validation showers)")
+    for kind in ("low", "high"):
+        bar = ProgressBar(f"classifier, {kind}-level", unit="epochs")
+        result = classifier_metrics(test, (test[0], generated), geometry, inputs=(kind,), size=args.classifier_size,
+                                    seed=args.seed, protocol=args.classifier_protocol, progress=bar,
+                                    reference_features=reference_features,
+                                    generated_features=generated_features)[kind]
+        bar.finish()
+        print(f"classifier AUC ({kind}-level, {result.protocol} protocol): {result.auc:.3f}  (JSD {result.jsd:.3f}, "
+              f"best epoch {result.best_epoch}/{result.epochs}, {result.n_validation} validation showers)")
     powers = separation_powers(reference_features, generated_features)
     summary = summarise_by_group(powers, feature_distributions(reference_features))
     print("separation powers (mean / max over layers):")

@@ -8,6 +8,10 @@ prints all of it as one JSON object instead. Plots go to ``<generated>_plots/`` 
 import json
 import os
 import sys
+import warnings
+
+# Below this p-value the two files' incident energies are taken to differ (a warning, not an error).
+ENERGY_TEST_P_VALUE = 1e-3
 
 
 def register(subparsers):
@@ -24,12 +28,20 @@ def register(subparsers):
     parser.add_argument("--no-plots", action="store_true", help="write no plots")
     parser.add_argument("--classifier", choices=("low", "high", "both", "none"), default="both",
                         help="classifier metric on low-level (voxels), high-level (features) inputs, both, or none")
-    parser.add_argument("--size", choices=("small", "calochallenge"), default="small",
-                        help="classifier size: small (CPU, minutes) or calochallenge (3 x 2048 units, 50 epochs)")
+    parser.add_argument("--protocol", choices=("caloedu", "calochallenge"), default="caloedu",
+                        help="caloedu (default): standardised inputs, stricter, NOT comparable with published AUCs; "
+                             "calochallenge: CaloChallenge's evaluate.py exactly (3 x 2048 units, 50 epochs: slow "
+                             "on a CPU), comparable with published AUCs")
+    parser.add_argument("--size", choices=("small", "large"), default="small",
+                        help="network of the caloedu protocol: small (CPU, minutes) or large (3 x 2048 units, "
+                             "50 epochs)")
     parser.add_argument("--epochs", type=int, help="maximum classifier epochs (default: from --size and fast mode)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the classifier's splits and weights")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); on a busy "
-                        "machine 1 is often much faster for the small classifier")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: the cores not busy with other "
+                        "work, at least 1)")
+    parser.add_argument("--trust-units", action="store_true",
+                        help="accept energies that look like GeV (incident energies below 100 MeV, or an unusual "
+                             "E_dep/E_inc); caloedu works in MeV")
     parser.add_argument("--per-layer", action="store_true", help="print the separation power of every layer")
     parser.set_defaults(func=run)
 
@@ -62,19 +74,34 @@ def _default_plot_folder(generated_path):
     return f"{stem}_plots"
 
 
+def check_paths(args):
+    """Inputs readable, the plot folder writable (or creatable) and not an input: before any work."""
+    from caloedu.cli.paths import check_input_file, check_output_folder
+
+    check_input_file(args.reference, "REFERENCE")
+    check_input_file(args.generated, "GENERATED")
+    if not args.no_plots:
+        check_output_folder(args.plots or _default_plot_folder(args.generated), "--plots",
+                            inputs=[("REFERENCE", args.reference), ("GENERATED", args.generated)])
+
+
 def evaluate_files(args):
     """Run the evaluation described by the parsed ``args``; returns the results as a JSON-ready dict."""
+    from caloedu.cli.progress import ProgressBar
     from caloedu.data import load_showers
     from caloedu.evaluation import (
+        PROTOCOLS,
         classifier_metrics,
         compute_features,
         feature_distributions,
+        incident_energy_test,
         separation_powers,
         summarise_by_group,
     )
 
-    reference = load_showers(args.reference)
-    generated = load_showers(args.generated)
+    check_paths(args)
+    reference = load_showers(args.reference, check_units=not args.trust_units)
+    generated = load_showers(args.generated, check_units=not args.trust_units)
     n_ref, n_gen = reference[1].shape[1], generated[1].shape[1]
     if n_ref != n_gen:
         raise ValueError(
@@ -83,6 +110,12 @@ def evaluate_files(args):
         )
     geometry = _geometry_for(args, n_ref)
     _progress(f"{len(reference[1])} reference and {len(generated[1])} generated showers, geometry '{geometry.name}'")
+    energy_test = incident_energy_test(reference[0], generated[0])
+    if energy_test["p_value"] < ENERGY_TEST_P_VALUE:
+        warnings.warn(
+            f"the incident energies of {args.generated} and {args.reference} are not distributed alike (two-sample "
+            f"Kolmogorov-Smirnov test: D = {energy_test['statistic']:.3f}, p = {energy_test['p_value']:.2g}); every "
+            "feature depends on E_inc, so generate with `caloedu sample --energies-from REFERENCE.h5`.")
 
     ref_features = compute_features(*reference, geometry)
     gen_features = compute_features(*generated, geometry)
@@ -93,17 +126,22 @@ def evaluate_files(args):
         "geometry": geometry.name,
         "n_reference": len(reference[1]),
         "n_generated": len(generated[1]),
+        "incident_energy_test": {"test": "two-sample Kolmogorov-Smirnov", **energy_test},
         "separation_power": powers,
         "separation_power_by_group": summarise_by_group(powers, feature_distributions(ref_features)),
+        "classifier_protocol": {"name": args.protocol, "description": PROTOCOLS[args.protocol]},
         "classifier": {},
         "plots": [],
     }
     inputs = {"both": ("low", "high"), "none": ()}.get(args.classifier, (args.classifier,))
+    network = "CaloChallenge" if args.protocol == "calochallenge" else args.size
     for kind in inputs:
-        _progress(f"training the {args.size} classifier on {kind}-level inputs")
+        _progress(f"training the {network} classifier on {kind}-level inputs ({args.protocol} protocol)")
+        bar = ProgressBar(f"classifier, {kind}-level", unit="epochs")
         result = classifier_metrics(reference, generated, geometry, inputs=(kind,), reference_features=ref_features,
                                     generated_features=gen_features, size=args.size, epochs=args.epochs,
-                                    seed=args.seed)[kind]
+                                    seed=args.seed, protocol=args.protocol, progress=bar)[kind]
+        bar.finish()
         results["classifier"][kind] = result.to_dict()
     if not args.no_plots:
         from caloedu.evaluation.plots import write_plots
@@ -131,8 +169,13 @@ def format_report(results, per_layer=False):
         for group, summary in results["separation_power_by_group"].items():
             worst = summary["worst"] if summary["n"] > 1 else ""
             lines.append(f"  {group:<14} {summary['n']:>6} {summary['mean']:8.4f} {summary['max']:8.4f}  {worst}")
+    test = results["incident_energy_test"]
+    lines.insert(3, f"E_inc:     same distribution? Kolmogorov-Smirnov D = {test['statistic']:.3f}, "
+                    f"p = {test['p_value']:.2g}")
     if results["classifier"]:
+        protocol = results["classifier_protocol"]
         lines += ["", "classifier metric (AUC 0.5 = indistinguishable; JSD = (ln 2 - BCE) / ln 2)",
+                  f"protocol {protocol['name']}: {protocol['description']}",
                   f"  {'inputs':<10} {'AUC':>6} {'JSD':>7} {'epochs':>7} {'best':>5} {'train':>7} {'time':>7}"]
         for kind, result in results["classifier"].items():
             lines.append(
@@ -145,14 +188,16 @@ def format_report(results, per_layer=False):
 
 
 def run(args):
+    from caloedu import runtime
+
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}.")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}.")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if args.no_plots and args.plots:
+        raise ValueError("Give --plots DIR or --no-plots, not both.")
+    check_paths(args)
+    threads = runtime.set_threads(args.threads)
+    if args.classifier != "none":
+        _progress(runtime.describe_threads(threads))
     results = evaluate_files(args)
     if args.json:
         print(json.dumps(results, indent=2))

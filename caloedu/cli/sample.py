@@ -8,8 +8,9 @@ The family's sampling options (``--solver``, ``--steps`` for flow matching) come
 ``sampling_options_class``; the family is read from the .keras file.
 """
 
-import os
+import sys
 import time
+import warnings
 
 
 def register(subparsers):
@@ -26,7 +27,10 @@ def register(subparsers):
                         help="use the incident energies of this file (e.g. the held-out showers to compare with)")
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: the cores not busy with other work, at least 1)")
+    parser.add_argument("--trust-units", action="store_true",
+                        help="accept incident energies that look like GeV (below 100 MeV); caloedu works in MeV")
     parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     parser.set_defaults(func=run, family_options=True, parser=parser)
 
@@ -36,24 +40,30 @@ def incident_energies_for(args, energy_range):
     import numpy as np
 
     from caloedu.data import load_showers
+    from caloedu.data.checks import check_energy_units
     from caloedu.data.simulation import log_uniform_energies
 
     if args.energies_from is not None:
         if args.energy_range is not None:
             raise ValueError("Give either --energies-from or --energy-range, not both.")
-        energies, _ = load_showers(args.energies_from, stop=args.n)
+        energies, _ = load_showers(args.energies_from, stop=args.n, check_units=not args.trust_units)
         if args.n is not None and len(energies) < args.n:
             raise ValueError(f"{args.energies_from} holds {len(energies)} showers, fewer than --n {args.n}.")
         return np.asarray(energies, dtype=np.float64)
     if args.n is None:
         raise ValueError("Give the number of showers with --n (or --energies-from a reference file).")
     low, high = args.energy_range or energy_range
-    return log_uniform_energies(args.n, (low, high), np.random.default_rng(args.seed))[:, None]
+    if not 0 < low < high:
+        raise ValueError(f"--energy-range needs 0 < MIN < MAX in MeV, got {low:g} {high:g}.")
+    energies = log_uniform_energies(args.n, (low, high), np.random.default_rng(args.seed))[:, None]
+    if not args.trust_units:
+        check_energy_units(energies, energies, "--energy-range")  # E_dep = E_inc here: only the 100 MeV test bites
+    return energies
 
 
 def run(args):
     from caloedu.cli.family_options import family_arguments, family_of_model_file
-    from caloedu.cli.paths import check_output
+    from caloedu.cli.paths import check_input_file, check_output
     from caloedu.generators.registry import get_family
 
     if args.model is None:
@@ -61,6 +71,7 @@ def run(args):
             args.parser.print_help()
             return 0
         raise ValueError("Name the model: caloedu sample MODEL.keras -o OUTPUT.h5 ...")
+    check_input_file(args.model, "the model")
     family_name = family_of_model_file(args.model)
     options_class = get_family(family_name).sampling_options_class
     options = family_arguments(args, options_class, f"{family_name} sampling options",
@@ -71,14 +82,18 @@ def run(args):
         raise ValueError("-o/--output is required: the .h5 file to write.")
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}.")
-    check_output(args.output, "-o", args.overwrite)
-    if os.path.abspath(args.output) == os.path.abspath(args.model):
-        raise ValueError(f"-o {args.output} is the model itself; write the showers to another file.")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.energies_from is not None:
+        check_input_file(args.energies_from, "--energies-from")
+    check_output(args.output, "-o", args.overwrite, inputs=[("MODEL", args.model), ("--energies-from",
+                                                                                     args.energies_from)])
 
     import caloedu
+    from caloedu.cli.progress import ProgressBar
     from caloedu.data import save_showers
 
-    caloedu.runtime.set_threads(args.threads)
+    threads = caloedu.runtime.set_threads(args.threads)
     try:
         generator = caloedu.load_model(args.model)
     except (OSError, KeyError, TypeError) as err:
@@ -86,8 +101,16 @@ def run(args):
         reason = str(err).splitlines()[0][:300]
         raise ValueError(f"{args.model} is not a caloedu generator .keras file ({reason}).") from err
     incident_energies = incident_energies_for(args, generator.options.energy_range)
+    outside = generator.energies_outside_training(incident_energies)
+    if outside:
+        warnings.warn(outside)
+    print(f"sampling {len(incident_energies):,} showers with {args.model} ({family_name}), "
+          f"{caloedu.runtime.describe_threads(threads)}", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    showers = generator.sample(incident_energies, batch_size=args.batch_size, seed=args.seed, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the range warning was given above, once
+        showers = generator.sample(incident_energies, batch_size=args.batch_size, seed=args.seed,
+                                   progress=ProgressBar("sampling"), **options)
     seconds = time.perf_counter() - start
     save_showers(args.output, incident_energies, showers, geometry=generator.geometry, overwrite=args.overwrite)
     print(f"wrote {len(showers)} generated showers ({generator.geometry.name}, {generator.geometry.n_voxels} voxels) "

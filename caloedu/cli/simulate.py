@@ -4,7 +4,6 @@
     caloedu simulate --geometry teaching --n 1000 --energy 50000 -o e50GeV.h5
 """
 
-import sys
 import time
 
 
@@ -27,26 +26,11 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-class _ProgressBar:
-    """A one-line progress bar on stderr (no dependency; redrawn in place)."""
-
-    def __init__(self, total, width=30, stream=None):
-        self.total, self.width, self.start = total, width, time.perf_counter()
-        self.stream = stream or sys.stderr
-
-    def __call__(self, done, total):
-        filled = int(self.width * done / max(total, 1))
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        self.stream.write(f"\r[{'=' * filled}{'.' * (self.width - filled)}] {done}/{total} showers ({rate:,.0f}/s)")
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
 def run(args):
     import numpy as np
 
     from caloedu.cli.paths import check_output
+    from caloedu.cli.progress import ProgressBar
 
     from caloedu.data import CalorimeterGeometry, ShowerSimulator, save_showers
 
@@ -59,7 +43,7 @@ def run(args):
     start = time.perf_counter()
     incident_energies, showers = simulator.simulate(
         n=args.n, incident_energies=energies, energy_range=tuple(args.energy_range), seed=args.seed,
-        callback=_ProgressBar(args.n),
+        callback=ProgressBar("simulating"),
     )
     seconds = time.perf_counter() - start
     save_showers(args.output, incident_energies, showers, geometry=geometry, overwrite=args.overwrite)

@@ -9,7 +9,6 @@ The family's options (``--architecture``, ``--learning-rate``...) come from its 
 (`caloedu.generators.options`); their defaults are the library's.
 """
 
-import json
 import os
 import sys
 
@@ -38,31 +37,28 @@ def register(subparsers):
     parser.add_argument("--resume", action="store_true", help="continue training the model already in --output")
     parser.add_argument("--seed", type=int, default=None, help="seeds Python, NumPy, torch and the generator")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice; 1 is steadier on a busy machine)")
+                        help="torch CPU threads (default: the cores not busy with other work, at least 1)")
+    parser.add_argument("--trust-units", action="store_true",
+                        help="train on energies that look like GeV (incident energies below 100 MeV, or an unusual "
+                             "E_dep/E_inc); caloedu works in MeV")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run, family_options=True, parser=parser)
 
 
 def geometry_of_file(path, name_or_path=None):
     """The geometry named on the command line, else the one ``caloedu simulate`` recorded in the file."""
-    import h5py
-
-    from caloedu.data import CalorimeterGeometry, ShowerFileError
+    from caloedu.data import CalorimeterGeometry, recorded_geometry
 
     if name_or_path is not None:
         return CalorimeterGeometry.from_name_or_path(name_or_path)
-    try:
-        with h5py.File(path, "r") as file:
-            recorded = file.attrs.get("geometry")
-    except OSError as err:
-        raise ShowerFileError(f"{path} is not a readable HDF5 file: {err}") from err
-    if recorded is None:
+    geometry = recorded_geometry(path)
+    if geometry is None:
         raise ValueError(f"{path} does not record its geometry; give it with --geometry (a preset or a binning .xml).")
-    return CalorimeterGeometry.from_config(json.loads(recorded))
+    return geometry
 
 
 def check_arguments(args):
-    from caloedu.cli.paths import check_output
+    from caloedu.cli.paths import check_input_file, check_output
 
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}.")
@@ -72,15 +68,13 @@ def check_arguments(args):
         raise ValueError(f"--showers must be at least 1, got {args.showers:g}.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
-    for flag, value in (("--data", args.data), ("-o/--output", args.output)):
-        if value is None:
-            raise ValueError(f"{flag} is required.")
+    if args.output is None:
+        raise ValueError("-o/--output is required: the .keras file to write.")
     if not args.output.endswith(".keras"):
         raise ValueError(f"-o must name a .keras file, got {args.output}.")
-    check_output(args.output, "-o", overwrite=args.resume,
+    check_output(args.output, "-o", overwrite=args.resume, inputs=[("--data", args.data)],
                  hint="pass --resume to continue training it, or choose another -o")
-    if not os.path.exists(args.data):
-        raise FileNotFoundError(f"No shower file at {args.data}.")
+    check_input_file(args.data, "--data")
 
 
 def run(args):
@@ -103,10 +97,11 @@ def run(args):
     check_arguments(args)
 
     import caloedu
+    from caloedu.cli.paths import save_atomically
     from caloedu.data import load_showers
     from caloedu.generators import TrainingBudget
 
-    caloedu.runtime.set_threads(args.threads)
+    threads = caloedu.runtime.set_threads(args.threads)
     if args.seed is not None:
         caloedu.runtime.set_seed(args.seed)
     if resuming:
@@ -119,19 +114,34 @@ def run(args):
     else:
         geometry = geometry_of_file(args.data, args.geometry)
         generator = family(geometry, **{"seed": args.seed, **options})
-    incident_energies, showers = load_showers(args.data, geometry=geometry)
+    incident_energies, showers = load_showers(args.data, geometry=geometry, check_units=not args.trust_units)
+    n_train = len(showers) - int(len(showers) * args.validation_split)
+    if n_train < 1:
+        raise ValueError(f"{args.data} holds {len(showers)} showers; --validation-split {args.validation_split} "
+                         "leaves none to train on.")
+    print(f"training {family_name} on {n_train:,} showers of {args.data} ({geometry.name}), "
+          f"{caloedu.runtime.describe_threads(threads)}", flush=True)
     budget = None
     if args.minutes is not None or args.showers is not None:
         budget = TrainingBudget(minutes=args.minutes, showers=args.showers)
     epochs = args.epochs or (1000 if budget else 20)
     # A progress bar redrawn with carriage returns fills a batch job's log file: one line per epoch there.
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
+    seen_before = int(generator.showers_seen)
     history = generator.fit(incident_energies, showers, epochs=epochs, batch_size=args.batch_size,
                             validation_split=args.validation_split, callbacks=[budget] if budget else [],
-                            verbose=verbose)
-    generator.save(args.output)
+                            verbose=verbose, check_units=False)  # the file was checked (or trusted) above
+    save_atomically(generator.save, args.output)
     final = ", ".join(f"{name} {values[-1]:.4f}" for name, values in history.history.items())
-    print(f"trained {family_name} ({generator.count_trainable_params():,} parameters) on {len(showers)} showers for "
-          f"{len(next(iter(history.history.values())))} epochs, {int(generator.showers_seen):,} showers seen in all "
-          f"(final {final}); saved {args.output}")
+    seen = int(generator.showers_seen) - seen_before
+    print(f"trained {family_name} ({generator.count_trainable_params():,} parameters) for {epochs_run(seen, n_train)} "
+          f"epochs ({seen:,} showers this run, {int(generator.showers_seen):,} in all; final {final}); "
+          f"saved {args.output}")
     return 0
+
+
+def epochs_run(showers_seen, n_train):
+    """Epochs as showers seen over the training showers: a budget that stops inside an epoch says so
+    ("11.4"), where Keras would count the partial epoch as a whole one."""
+    epochs = showers_seen / max(n_train, 1)
+    return f"{epochs:.0f}" if abs(epochs - round(epochs)) < 1e-9 else f"{epochs:.2f}"

@@ -61,3 +61,36 @@ def check_positive_int(value, what):
     if int(value) != value or value < 1:
         raise ValueError(f"{what} must be a positive integer, got {value}.")
     return int(value)
+
+
+# Below this incident energy a CaloChallenge-style file is almost surely in GeV: the datasets start at
+# 256 MeV (DS1 photons) and 1 GeV (DS2, DS3), and 100 GeV written in GeV reads as 100 MeV.
+MIN_INCIDENT_ENERGY_MEV = 100.0
+# The median deposited fraction E_dep / E_inc of a calorimeter lies between ~0.01 (the raw signal of a thin
+# silicon sampler) and ~1 (homogeneous, or corrected for the sampling fraction). Showers and incident energies
+# in different units (GeV against MeV) are off by a factor 1000; the accepted range is wide enough that a
+# merely bad generator (5x too much energy, say) is still evaluated, and narrow enough to catch that factor.
+DEPOSITED_FRACTION_RANGE = (2e-3, 30.0)
+UNITS_OVERRIDE = "pass --trust-units (command line) or check_units=False (Python) if they are right"
+
+
+def check_energy_units(incident_energies, showers, what, error=ValueError):
+    """Raise ``error`` when energies look like GeV rather than MeV: an incident energy below
+    `MIN_INCIDENT_ENERGY_MEV`, or a median E_dep / E_inc outside `DEPOSITED_FRACTION_RANGE`."""
+    energies = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+    if len(energies) == 0:
+        return
+    low = energies < MIN_INCIDENT_ENERGY_MEV
+    if low.any():
+        row = first_row(low)
+        raise error(f"{what}: the incident energy in row {row} is {energies[row]:g} MeV, below "
+                    f"{MIN_INCIDENT_ENERGY_MEV:g} MeV ({int(low.sum())} such rows): are these GeV? caloedu works in "
+                    f"MeV; multiply by 1000, or {UNITS_OVERRIDE}.")
+    deposited = np.asarray(showers, dtype=np.float64).sum(axis=1) / energies
+    median = float(np.median(deposited))
+    lo, hi = DEPOSITED_FRACTION_RANGE
+    if not lo <= median <= hi:
+        raise error(f"{what}: the median deposited fraction E_dep/E_inc is {median:.3g}, far outside what a "
+                    f"calorimeter gives ({lo:g} to {hi:g} accepted): are the showers and the incident energies in "
+                    f"different units (GeV and MeV), or are the showers empty? caloedu works in MeV for both; convert "
+                    f"them, or {UNITS_OVERRIDE}.")

@@ -215,8 +215,13 @@ class CalorimeterGeometry:
         layers = root.findall("./Bin/Layer")
         if not layers:
             raise ValueError(f"{path} has no <Bin><Layer .../></Bin> elements; is it a CaloChallenge binning file?")
+        for position, element in enumerate(layers, start=1):
+            layer_id = element.get("id", "0")
+            if not layer_id.strip().isdigit():
+                raise ValueError(f"{path}: <Layer> number {position} has id=\"{layer_id}\"; a layer id is a whole "
+                                 "number >= 0 (0 for the front layer).")
         r_edges, n_alpha = [], []
-        for element in sorted(layers, key=lambda e: int(e.get("id", 0))):
+        for element in sorted(layers, key=lambda e: int(e.get("id", "0"))):
             try:
                 r_edges.append([float(x) for x in element.get("r_edges").split(",")])
                 n_alpha.append(int(element.get("n_bin_alpha")))

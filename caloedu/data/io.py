@@ -15,7 +15,7 @@ import tempfile
 import h5py
 import numpy as np
 
-from caloedu.data.checks import check_finite_non_negative, check_incident_energies
+from caloedu.data.checks import check_energy_units, check_finite_non_negative, check_incident_energies
 from caloedu.data.geometry import CalorimeterGeometry
 
 ENERGY_KEY = "incident_energies"
@@ -98,14 +98,31 @@ def _umask():
     return mask
 
 
+def _hdf5_problem(err):
+    """What an h5py OSError means for the user, without HDF5's internal dump."""
+    text = str(err)
+    if "file signature not found" in text:
+        return "it is not an HDF5 file"
+    if "truncated file" in text:
+        return "it is truncated (an interrupted copy or download?)"
+    if "Permission denied" in text or "errno = 13" in text:
+        return "it is not readable by you"
+    if "unable to lock file" in text.lower():
+        return "another program holds it open for writing"
+    reason = text.split("(", 1)[-1].split(",", 1)[0].rstrip(")")
+    return f"HDF5 says: {reason}"
+
+
 def _open(path):
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ShowerFileError(f"{path} is a folder, not a shower file; name the .h5 file in it.")
     if not os.path.exists(path):
         raise FileNotFoundError(f"No shower file at {path}.")
     try:
         file = h5py.File(path, "r")
     except OSError as err:
-        raise ShowerFileError(f"{path} is not a readable HDF5 file: {err}") from err
+        raise ShowerFileError(f"{path} is not a readable shower file: {_hdf5_problem(err)}.") from err
     missing = [key for key in (ENERGY_KEY, SHOWER_KEY) if key not in file]
     if missing:
         keys = ", ".join(sorted(file.keys())) or "nothing"
@@ -114,33 +131,42 @@ def _open(path):
             f"{path} lacks the dataset(s) {', '.join(missing)}; it holds {keys}. "
             f"A CaloChallenge file has '{ENERGY_KEY}' (N, 1) and '{SHOWER_KEY}' (N, n_voxels)."
         )
-    _check_shapes(file[ENERGY_KEY].shape, file[SHOWER_KEY].shape, None, path)
+    try:
+        _check_shapes(file[ENERGY_KEY].shape, file[SHOWER_KEY].shape, None, path)
+    except ShowerFileError:
+        file.close()
+        raise
     return file
 
 
-def _read_rows(file, path, geometry, start, stop):
+def _read_rows(file, path, geometry, start, stop, check_units):
     if geometry is not None:
         geometry = CalorimeterGeometry.coerce(geometry)
         _check_shapes(file[ENERGY_KEY].shape, file[SHOWER_KEY].shape, geometry, path)
+    if file[SHOWER_KEY].shape[0] == 0:
+        raise ShowerFileError(f"{path} holds no showers (its '{SHOWER_KEY}' dataset has 0 rows).")
     incident_energies = file[ENERGY_KEY][start:stop]
     showers = file[SHOWER_KEY][start:stop]
     check_incident_energies(incident_energies, f"{path}: '{ENERGY_KEY}'", offset=start, error=ShowerFileError)
     check_finite_non_negative(showers, f"{path}: '{SHOWER_KEY}'", offset=start, error=ShowerFileError)
+    if check_units:
+        check_energy_units(incident_energies, showers, path, error=ShowerFileError)
     return incident_energies, showers
 
 
-def load_showers(path, geometry=None, start=0, stop=None):
+def load_showers(path, geometry=None, start=0, stop=None, check_units=True):
     """Read showers from a CaloChallenge HDF5 file.
 
     Args:
         path: the file.
         geometry: optional `CalorimeterGeometry` (or preset name, or binning .xml) the showers must fit.
         start, stop: read rows ``start:stop`` only.
+        check_units: refuse energies that look like GeV (see `caloedu.data.checks.check_energy_units`).
     Returns:
         (incident_energies (N, 1), showers (N, n_voxels)) in MeV, with the file's dtypes.
     """
     with _open(path) as file:
-        return _read_rows(file, os.fspath(path), geometry, start, stop)
+        return _read_rows(file, os.fspath(path), geometry, start, stop, check_units)
 
 
 def count_showers(path):
@@ -149,11 +175,27 @@ def count_showers(path):
         return int(file[SHOWER_KEY].shape[0])
 
 
-def iter_showers(path, chunk_size=10_000, geometry=None):
+def iter_showers(path, chunk_size=10_000, geometry=None, check_units=True):
     """Yield (incident_energies, showers) chunks of at most ``chunk_size`` rows, for files larger than memory."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
     with _open(path) as file:
         n = file[SHOWER_KEY].shape[0]
+        if n == 0:
+            raise ShowerFileError(f"{os.fspath(path)} holds no showers (its '{SHOWER_KEY}' dataset has 0 rows).")
         for start in range(0, n, chunk_size):
-            yield _read_rows(file, os.fspath(path), geometry, start, min(start + chunk_size, n))
+            yield _read_rows(file, os.fspath(path), geometry, start, min(start + chunk_size, n), check_units)
+
+
+def recorded_geometry(path):
+    """The `CalorimeterGeometry` that ``caloedu simulate`` (or `save_showers` with a geometry) recorded in the
+    file, or None when the file does not record one."""
+    with _open(path) as file:
+        recorded = file.attrs.get("geometry")
+    if recorded is None:
+        return None
+    try:
+        return CalorimeterGeometry.from_config(json.loads(recorded))
+    except (ValueError, TypeError) as err:
+        raise ShowerFileError(f"{os.fspath(path)} records a geometry that cannot be read ({err}); give it with "
+                              "--geometry.") from err

@@ -6,6 +6,7 @@ Plots and the classifier import matplotlib and keras when first used, so importi
 
 from caloedu.evaluation.classifier import (
     CLASSIFIER_SIZES,
+    PROTOCOLS,
     ClassifierResult,
     adapt_classifier,
     build_classifier,
@@ -24,6 +25,7 @@ from caloedu.evaluation.features import (
 )
 from caloedu.evaluation.metrics import (
     histogram_with_overflow,
+    incident_energy_test,
     jensen_shannon_divergence,
     jsd_from_bce,
     reference_bin_edges,
@@ -52,6 +54,7 @@ __all__ = [
     "jensen_shannon_divergence", "jsd_from_bce",
     "reference_bin_edges", "histogram_with_overflow", "summarise_by_group",
     "classifier_metric", "classifier_metrics", "ClassifierResult", "CLASSIFIER_SIZES",
+    "PROTOCOLS", "incident_energy_test",
     "build_classifier", "adapt_classifier",
     "time_per_shower",
     "plot_average_shower", "plot_feature_comparison", "write_plots",

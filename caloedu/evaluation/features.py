@@ -6,7 +6,8 @@ For N showers of a geometry with L layers (CaloChallenge HighLevelFeatures.py):
 - ``layer_energies``: energy per layer (MeV), shape (N, L);
 - ``centre_eta``, ``centre_phi``: energy-weighted centre of each layer, <x> = sum(E x) / sum(E) (mm), (N, L);
 - ``width_eta``, ``width_phi``: energy-weighted width sqrt(<x^2> - <x>^2) of each layer (mm), (N, L);
-- ``sparsity``: fraction of a layer's voxels above the threshold (nonzero by default), (N, L);
+- ``sparsity``: fraction of a layer's voxels that are empty (energy at or below the threshold), (N, L), the
+  convention of CaloChallenge's HighLevelFeatures.py (1 = an empty layer; its complement is the occupancy);
 - ``voxel_energies``: the spectrum of the voxel energies above the threshold (MeV), 1-D.
 
 A layer without energy has centre 0 and width 0 (never NaN), so empty layers stay comparable.
@@ -39,7 +40,7 @@ class HighLevelFeatures:
     centre_phi: np.ndarray  # (N, L) mm
     width_eta: np.ndarray  # (N, L) mm
     width_phi: np.ndarray  # (N, L) mm
-    sparsity: np.ndarray  # (N, L) fraction of the layer's voxels above threshold
+    sparsity: np.ndarray  # (N, L) fraction of the layer's voxels at or below threshold (empty)
     voxel_energies: np.ndarray  # (M,) MeV, voxels above threshold
     occupied_layers: np.ndarray = field(default=None)  # (L,) bool: the layer has voxels in the geometry
 
@@ -108,7 +109,8 @@ def compute_features(incident_energies, showers, geometry, threshold=0.0):
         incident_energies: (N, 1) or (N,) incident energies (MeV).
         showers: (N, n_voxels) voxel energies (MeV) in the voxel order of ``geometry``.
         geometry: the `CalorimeterGeometry` of the showers.
-        threshold: a voxel counts as hit (sparsity, voxel spectrum) when its energy is above this (MeV).
+        threshold: a voxel counts as hit (voxel spectrum) when its energy is above this, as empty (sparsity)
+            otherwise (MeV).
 
     Returns:
         `HighLevelFeatures` with arrays in float64 (the voxel spectrum in float32).
@@ -128,7 +130,7 @@ def compute_features(incident_energies, showers, geometry, threshold=0.0):
                 continue  # a layer with no voxels (DS1) keeps all features at 0
             energy = chunk[:, lo:hi]  # (n, voxels in layer)
             out["layer_energies"][rows, layer] = energy.sum(axis=1)
-            out["sparsity"][rows, layer] = (energy > threshold).mean(axis=1)
+            out["sparsity"][rows, layer] = (energy <= threshold).mean(axis=1)
             for axis in ("eta", "phi"):
                 centre, width = centre_and_width(energy, getattr(centres, axis)[lo:hi])
                 out[f"centre_{axis}"][rows, layer] = centre

@@ -62,11 +62,12 @@ What a family implements:
 """
 
 import contextlib
+import warnings
 
 import keras
 import numpy as np
 
-from caloedu.data.checks import check_incident_energies, check_positive_int, check_showers
+from caloedu.data.checks import check_energy_units, check_incident_energies, check_positive_int, check_showers
 from caloedu.data.geometry import CalorimeterGeometry
 from caloedu.data.representation import dequantize, make_representation
 from caloedu.data.transforms import LogEnergyCondition
@@ -97,6 +98,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
     Args:
         geometry: `CalorimeterGeometry` (or its config dict, or a preset name, or a binning .xml).
         preprocessing_state: the fitted representation (set by ``fit``, kept in .keras files).
+        trained_energy_range: (min, max) MeV of the incident energies trained on (set by ``fit``, kept likewise).
         **options: the family's options (``options_class``), and Keras' ``name``.
     """
 
@@ -107,7 +109,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
     representation_kinds = ("voxels",)
     smoke_options = {}  # options for a minimal instance that trains in a second (tests, demos)
 
-    def __init__(self, geometry, preprocessing_state=None, **options):
+    def __init__(self, geometry, preprocessing_state=None, trained_energy_range=None, **options):
         super().__init__(**{key: options.pop(key) for key in _KERAS_ARGUMENTS if key in options})
         self.geometry = CalorimeterGeometry.coerce(geometry)
         self.options = self.options_class.create(self.family or type(self).__name__, **options)
@@ -117,6 +119,8 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
             raise ValueError(f"{self.family} works on {' or '.join(self.representation_kinds)}, not on the "
                              f"'{self.options.preprocessing}' representation ({self.representation.kind}).")
         self.energy_condition = LogEnergyCondition(*self.options.energy_range)
+        # (min, max) MeV of the incident energies trained on (None before training): sample warns outside it.
+        self.trained_energy_range = None if trained_energy_range is None else tuple(map(float, trained_energy_range))
         self.trackers = [keras.metrics.Mean(name=name) for name in self.loss_names]
         self.training_steps = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
                                               name="training_steps")
@@ -247,12 +251,14 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         self.showers_seen.assign_add(batch_size)
 
     def fit(self, incident_energies=None, showers=None, epochs=1, batch_size=256, validation_split=0.0,
-            validation_data=None, callbacks=None, verbose="auto", shuffle=True, initial_epoch=0, **kwargs):
+            validation_data=None, callbacks=None, verbose="auto", shuffle=True, initial_epoch=0, check_units=True,
+            **kwargs):
         """Train on raw showers (see the module docstring). Returns Keras' ``History``.
 
         Args:
             incident_energies: (N,) or (N, 1) MeV.  showers: (N, n_voxels) MeV.
             validation_data: optional (incident_energies, showers) to report ``val_*`` losses on.
+            check_units: refuse energies that look like GeV (`caloedu.data.checks.check_energy_units`).
             The other arguments are Keras' ``fit``'s.
         Raises:
             TrainingDiverged: a loss became NaN or infinite (the message says what to do).
@@ -262,7 +268,12 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}.")
         batch_size = check_positive_int(batch_size, "batch_size")
+        if check_units:
+            energies = check_incident_energies(incident_energies)
+            check_energy_units(energies, check_showers(showers, self.geometry, len(energies)),
+                               "fit(incident_energies, showers)")
         x, condition = self.preprocess(incident_energies, showers)
+        self._record_energy_range(incident_energies)
         if validation_data is not None:
             validation_data = self.preprocess(*validation_data)
         if not self.compiled:
@@ -274,6 +285,26 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
                               verbose=verbose, shuffle=shuffle, initial_epoch=initial_epoch, **kwargs)
         guard.raise_if_diverged(self.family or type(self).__name__)
         return history
+
+    def _record_energy_range(self, incident_energies):
+        energies = np.asarray(incident_energies, dtype=np.float64)
+        low, high = float(energies.min()), float(energies.max())
+        if self.trained_energy_range is not None:
+            low, high = min(low, self.trained_energy_range[0]), max(high, self.trained_energy_range[1])
+        self.trained_energy_range = (low, high)
+
+    def energies_outside_training(self, incident_energies):
+        """A sentence saying how many of ``incident_energies`` (MeV) lie outside the range trained on, or None."""
+        if self.trained_energy_range is None:
+            return None
+        low, high = self.trained_energy_range
+        energies = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+        outside = (energies < low) | (energies > high)
+        if not outside.any():
+            return None
+        return (f"{int(outside.sum())} of {len(energies)} incident energies ({energies[outside].min():.4g} to "
+                f"{energies[outside].max():.4g} MeV) lie outside the range this {self.family} generator was trained "
+                f"on ({low:.4g} to {high:.4g} MeV): its showers there are extrapolations.")
 
     # --- EMA -------------------------------------------------------------------------------------------
     def averaged_weights(self):
@@ -287,7 +318,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
     def compute_device(self):
         return next(iter(self.weights)).value.device
 
-    def _map_batches(self, function, arrays, batch_size):
+    def _map_batches(self, function, arrays, batch_size, progress=None):
         """``function`` of the rows of ``arrays`` (numpy, moved to the device) batch by batch, under no_grad and
         with the averaged weights; its outputs (tensors, or tuples of them) as numpy, concatenated."""
         import torch
@@ -301,19 +332,22 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
             for start in range(0, len(arrays[0]), batch_size):
                 batch = [torch.as_tensor(array[start:start + batch_size], device=device) for array in arrays]
                 parts.append(_tree_to_numpy(function(*batch)))
+                if progress is not None:
+                    progress(min(start + batch_size, len(arrays[0])), len(arrays[0]))
         return _concatenate(parts)
 
     def _require_fitted(self):
         if not self.is_fitted:
             raise ValueError("This generator has not been trained yet: call fit(incident_energies, showers) first.")
 
-    def sample(self, incident_energies, batch_size=10_000, seed=None, **options):
+    def sample(self, incident_energies, batch_size=10_000, seed=None, progress=None, **options):
         """Generate one shower per incident energy.
 
         Args:
             incident_energies: (N,) or (N, 1) MeV.
             batch_size: showers per network batch (at most `CPU_BATCH_LIMIT` on a CPU).
             seed: int for reproducible showers (None: fresh randomness).
+            progress: optional ``callback(done, total)`` called after each batch (a progress bar).
             **options: the family's sampling options (``sampling_options_class``; e.g. ``solver``, ``steps``).
         Returns:
             showers (N, n_voxels) float32 MeV, >= 0, zero below ``threshold_mev``.
@@ -321,9 +355,12 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         self._require_fitted()
         incident_energies = check_incident_energies(incident_energies)
         options = self.sampling_options_class.create(f"{self.family}'s sample", **options).as_dict()
+        outside = self.energies_outside_training(incident_energies)
+        if outside:
+            warnings.warn(outside, stacklevel=2)
         rng = np.random.default_rng(seed)
         features = self._map_batches(lambda condition: self.generate(condition, rng, **options),
-                                     [self.condition(incident_energies)], batch_size)
+                                     [self.condition(incident_energies)], batch_size, progress)
         return self.postprocess(features, incident_energies)
 
     def log_prob(self, incident_energies, showers, batch_size=10_000, seed=0):
@@ -348,4 +385,5 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
     def get_config(self):
         config = {key: value for key, value in super().get_config().items() if key in _KERAS_ARGUMENTS}
         return {**config, "geometry": self.geometry.get_config(), **self.options.as_dict(),
-                "preprocessing_state": self.representation.get_state()}
+                "preprocessing_state": self.representation.get_state(),
+                "trained_energy_range": None if self.trained_energy_range is None else list(self.trained_energy_range)}
