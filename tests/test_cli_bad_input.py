@@ -163,6 +163,12 @@ def test_energies_in_gev_are_refused_everywhere(files, capsys, tmp_path, command
     fails_in_one_line(capsys, argv, str(files["gev"]), "incident energy in row", "are these GeV? caloedu works in MeV")
 
 
+def test_simulate_refuses_energies_that_look_like_gev(capsys, tmp_path):
+    fails_in_one_line(capsys, ["simulate", "--geometry", "teaching", "--n", "5", "--energy", "50",
+                               "-o", tmp_path / "s.h5"], "--energy asks for 50 MeV", "are these GeV?")
+    assert not os.listdir(tmp_path)
+
+
 def test_showers_and_incident_energies_in_different_units_are_named(files, capsys):
     energies, showers = load_showers(files["showers"])
     with pytest.raises(ShowerFileError, match="E_dep/E_inc is .* different units"):

@@ -24,7 +24,8 @@ class ProgressBar:
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         rate = done / elapsed
         left = (total - done) / rate if rate > 0 else float("inf")
-        text = f"{self.what}: {done:,}/{total:,} {self.unit} ({rate:,.0f}/s, {_duration(left)} left)"
+        pace = f"{rate:,.0f}/s" if rate >= 1 else f"{1 / rate:,.0f} s each" if rate > 0 else "starting"
+        text = f"{self.what}: {done:,}/{total:,} {self.unit} ({pace}, {_duration(left)} left)"
         if self.interactive:
             filled = int(self.width * done / max(total, 1))
             self.stream.write(f"\r[{'=' * filled}{'.' * (self.width - filled)}] {text}")

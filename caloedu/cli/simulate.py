@@ -23,6 +23,8 @@ def register(subparsers):
     parser.add_argument("--threshold", type=float, default=DS2_THRESHOLD_MEV, metavar="MEV",
                         help=f"readout threshold per voxel, MeV (default: {DS2_THRESHOLD_MEV}, DS2's 15.15 keV)")
     parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    parser.add_argument("--trust-units", action="store_true",
+                        help="simulate incident energies below 100 MeV (they look like GeV; caloedu works in MeV)")
     parser.set_defaults(func=run)
 
 
@@ -31,12 +33,17 @@ def run(args):
 
     from caloedu.cli.paths import check_output
     from caloedu.cli.progress import ProgressBar
-
     from caloedu.data import CalorimeterGeometry, ShowerSimulator, save_showers
+    from caloedu.data.checks import MIN_INCIDENT_ENERGY_MEV
 
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}.")
     check_output(args.output, "-o", args.overwrite)
+    lowest = args.energy if args.energy is not None else min(args.energy_range)
+    if lowest < MIN_INCIDENT_ENERGY_MEV and not args.trust_units:
+        flag = "--energy" if args.energy is not None else "--energy-range"
+        raise ValueError(f"{flag} asks for {lowest:g} MeV, below {MIN_INCIDENT_ENERGY_MEV:g} MeV: are these GeV? "
+                         "caloedu works in MeV; multiply by 1000, or pass --trust-units if they are right.")
     geometry = CalorimeterGeometry.from_name_or_path(args.geometry)
     simulator = ShowerSimulator(geometry, threshold_mev=args.threshold)
     energies = None if args.energy is None else np.full(args.n, args.energy)
