@@ -1,11 +1,15 @@
 """The committed release matches the solutions: exercises/ is exactly what `caloedu course release`
-(nbgrader generate_assignment) makes from solutions/, and no committed notebook carries outputs."""
+(nbgrader generate_assignment) makes from solutions/, and no committed notebook carries outputs.
+Every committed notebook is stored as JupyterLab saves it, with the metadata JupyterLab writes for this
+environment's kernel, so opening and saving one in JupyterLab leaves git status clean
+(tests/test_course_browser.py does exactly that, where a browser is installed)."""
 
 import nbformat
 import pytest
 from conftest import REPO_ROOT
 
 from caloedu.cli.course import find_assignments
+from caloedu.cli.notebook_metadata import jupyterlab_metadata
 
 ASSIGNMENTS = find_assignments(REPO_ROOT)
 COMMITTED_NOTEBOOKS = sorted(REPO_ROOT.glob("lectures/*.ipynb")) + sorted(
@@ -34,6 +38,31 @@ def test_committed_notebooks_have_no_outputs():
             dirty.append(f"{path.relative_to(REPO_ROOT)} (cells {cells})")
     assert not dirty, ("notebooks committed with outputs: " + ", ".join(dirty)
                        + "; clear them (`jupyter nbconvert --clear-output --inplace FILE`)")
+
+
+def without_python_version(metadata):
+    """The metadata with language_info.version left out: it is the patch version of whichever Python
+    released (a kernel of another Python rewrites that line, nothing else), so pinning it here would fail
+    on every machine with another Python; the release test of test_course_cli checks it exactly."""
+    language_info = {k: v for k, v in metadata.get("language_info", {}).items() if k != "version"}
+    return {"kernelspec": metadata.get("kernelspec"), "language_info": language_info}
+
+
+def test_committed_notebooks_carry_the_kernel_metadata_jupyterlab_writes():
+    expected = without_python_version(jupyterlab_metadata())
+    stale = [str(path.relative_to(REPO_ROOT)) for path in COMMITTED_NOTEBOOKS
+             if without_python_version(nbformat.read(path, as_version=4).metadata) != expected]
+    assert not stale, (f"JupyterLab would rewrite the kernelspec or language_info of {stale} on save "
+                       f"(it writes {expected}); run `caloedu course release` for exercises/, or open and save "
+                       "a lecture or solution in JupyterLab")
+
+
+def test_committed_notebooks_are_formatted_as_jupyterlab_saves_them():
+    # Jupyter's server writes nbformat's JSON: sorted keys, one-space indent, a final newline.
+    reformatted = [str(path.relative_to(REPO_ROOT)) for path in COMMITTED_NOTEBOOKS
+                   if path.read_text(encoding="utf-8") != nbformat.writes(nbformat.read(path, as_version=4)) + "\n"]
+    assert not reformatted, (f"JupyterLab would reformat {reformatted} on save (keys out of order, another indent?); "
+                             "write notebooks with nbformat.write, or open and save them in JupyterLab")
 
 
 @pytest.fixture(scope="module")

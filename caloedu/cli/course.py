@@ -5,8 +5,11 @@
 - ``release``       regenerate ``exercises/`` from ``solutions/`` with ``nbgrader generate_assignment``
 - ``validate``      the solutions pass their tests, the released exercises fail theirs
 
-nbgrader reads ``course/nbgrader_config.py`` from the current directory, so every nbgrader call
-here runs with ``course/`` as its working directory.
+nbgrader reads ``nbgrader_config.py`` from the current directory: every nbgrader call here runs in
+``course/``, where the course's configuration is; JupyterLab runs at the repository root, whose
+``nbgrader_config.py`` loads that same file (so the Formgrader and the Assignment List see the course).
+Subprocesses get this Python's scripts folder on PATH, so all of it works from a virtual environment
+that was never activated.
 """
 
 import dataclasses
@@ -258,8 +261,8 @@ def open_lab(args):
         command.append("--allow-root")  # course containers often run as root; Jupyter refuses otherwise
     command += args.lab_args
     print(f"caloedu course open: starting JupyterLab in {root}", flush=True)
-    # From course/, nbgrader's formgrader extension finds the course's nbgrader_config.py.
-    lab = subprocess.Popen(command, cwd=root / "course", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    # At the root, as a plain `jupyter lab` would: nbgrader's extensions read the root's nbgrader_config.py.
+    lab = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, bufsize=1, env=environment_with_this_python())
     url_shown = False
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # a `kill` stops the server too
