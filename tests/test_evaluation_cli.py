@@ -78,7 +78,7 @@ def test_text_report_and_plots(files, capsys, tmp_path):
     assert code == 0
     assert "separation power" in out and "E_ratio" in out and "width_eta" in out
     pngs = sorted(os.listdir(tmp_path / "plots"))
-    assert "average_shower_generated.png" in pngs and "E_ratio.png" in pngs and "voxel_energy.png" in pngs
+    assert "average_shower.png" in pngs and "E_ratio.png" in pngs and "voxel_energy.png" in pngs
     assert all(os.path.getsize(tmp_path / "plots" / name) > 1000 for name in pngs)
 
 
