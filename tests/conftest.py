@@ -128,7 +128,8 @@ def tiny_assignment():
 
 
 def load_mistakes():
-    """The registry of one typical mistake per assignment (tests/nbgrader_mistakes.json)."""
+    """The registry of typical mistakes, ``{assignment: [mistake, ...]}`` (tests/nbgrader_mistakes.json; its format is
+    described in tests/test_exercise_mistakes.py)."""
     path = Path(__file__).parent / "nbgrader_mistakes.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
