@@ -271,3 +271,9 @@ def test_a_budget_that_stops_inside_an_epoch_says_so(files, capsys, tmp_path):
                  "-o", str(tmp_path / "m.keras"), "--showers", "250", "--batch-size", "50", "--quiet",
                  "--threads", "1"]) == 0
     assert "for 0.83 epochs (250 showers this run" in capsys.readouterr().out
+
+
+def test_the_edges_of_the_nominal_range_are_not_an_extrapolation(files):
+    generator = caloedu.load_model(files["model"])
+    assert generator.energies_outside_training([1e3, 1e6]) is None  # trained on 1-1000 GeV, log-uniform
+    assert "1 of 2 incident energies" in generator.energies_outside_training([5e2, 1e5])

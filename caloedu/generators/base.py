@@ -76,6 +76,7 @@ from caloedu.generators.ema import holding, update_moving_average, warmed_up_mom
 from caloedu.generators.optimizers import NamedOptimizers
 from caloedu.generators.options import GeneratorOptions, SamplingOptions
 
+TRAINED_RANGE_MARGIN = 1.02  # sample warns for incident energies beyond the trained range by more than this factor
 CPU_BATCH_LIMIT = 1024  # showers per network call when sampling on a CPU (see the module docstring)
 _KERAS_ARGUMENTS = ("name", "trainable", "dtype")
 
@@ -299,7 +300,8 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
             return None
         low, high = self.trained_energy_range
         energies = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
-        outside = (energies < low) | (energies > high)
+        # A margin of 2 %: showers trained on 1-1000 GeV asked for at exactly 1 GeV are not an extrapolation.
+        outside = (energies < low / TRAINED_RANGE_MARGIN) | (energies > high * TRAINED_RANGE_MARGIN)
         if not outside.any():
             return None
         return (f"{int(outside.sum())} of {len(energies)} incident energies ({energies[outside].min():.4g} to "
