@@ -76,14 +76,22 @@ def graded_view(notebook):
     return [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in notebook.cells]
 
 
+def released_files(folder):
+    """Files of a release folder, without what opening it in JupyterLab leaves (checkpoints, caches), which
+    nbgrader's own ignore list never releases either."""
+    left_by_jupyter = {".ipynb_checkpoints", "__pycache__"}
+    return sorted(p.relative_to(folder) for p in folder.rglob("*")
+                  if p.is_file() and not left_by_jupyter & set(p.relative_to(folder).parts))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_exercise_equals_a_fresh_release(assignment, fresh_release):
     committed, fresh = REPO_ROOT / "exercises" / assignment, fresh_release / assignment
     stale = f"run `caloedu course release {assignment}` and commit exercises/{assignment}"
     assert committed.is_dir(), f"exercises/{assignment} does not exist: {stale}"
-    committed_files = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
-    fresh_files = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
+    committed_files = released_files(committed)
+    fresh_files = released_files(fresh)
     assert committed_files == fresh_files, f"exercises/{assignment} holds other files than a release: {stale}"
     for name in fresh_files:
         if name.suffix != ".ipynb":

@@ -1,7 +1,8 @@
 """``caloedu evaluate REFERENCE.h5 GENERATED.h5``: the CaloChallenge evaluation of generated showers.
 
 Prints the separation power of every high-level feature (a summary per feature group, or every layer
-with ``--per-layer``) and the classifier metric (AUC, JSD) on low- and high-level inputs; ``--json``
+with ``--per-layer``) and the classifier metric (AUC, JSD) on low- and high-level inputs, by caloedu's
+protocol or, with ``--protocol calochallenge``, the CaloChallenge's (the one published AUCs use); ``--json``
 prints all of it as one JSON object instead. Plots go to ``<generated>_plots/`` unless told otherwise.
 """
 
