@@ -110,6 +110,7 @@ def report_sampling_and_quality(generator, test, args):
     import numpy as np
 
     import caloedu
+    from caloedu.cli.progress import ProgressBar
     from caloedu.evaluation.classifier import classifier_metrics
     from caloedu.evaluation.features import compute_features, feature_distributions
     from caloedu.evaluation.metrics import separation_powers, summarise_by_group
@@ -117,8 +118,6 @@ def report_sampling_and_quality(generator, test, args):
 
     geometry, n_test = generator.geometry, len(test[0])
     batch = min(10_000, n_test)
-    from caloedu.cli.progress import ProgressBar
-
     start = time.perf_counter()
     generated = generator.sample(test[0], batch_size=batch, seed=args.seed, progress=ProgressBar("sampling"))
     t_batch = (time.perf_counter() - start) / n_test  # this run is the batch-10,000 timing itself

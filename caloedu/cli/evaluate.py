@@ -87,7 +87,8 @@ def check_paths(args):
 
 
 def evaluate_files(args):
-    """Run the evaluation described by the parsed ``args``; returns the results as a JSON-ready dict."""
+    """Run the evaluation described by the parsed ``args`` (whose paths `check_paths` has checked); returns the
+    results as a JSON-ready dict."""
     from caloedu.cli.progress import ProgressBar
     from caloedu.data import load_showers
     from caloedu.evaluation import (
@@ -100,7 +101,6 @@ def evaluate_files(args):
         summarise_by_group,
     )
 
-    check_paths(args)
     reference = load_showers(args.reference, check_units=not args.trust_units)
     generated = load_showers(args.generated, check_units=not args.trust_units)
     n_ref, n_gen = reference[1].shape[1], generated[1].shape[1]

@@ -40,7 +40,6 @@ class ProgressBar:
             self.stream.write(text + "\n")
         self.stream.flush()
 
-
     def finish(self):
         """End the line of a bar that stopped short of its total (an early stop)."""
         if self.open_line:

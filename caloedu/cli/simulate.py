@@ -34,16 +34,16 @@ def run(args):
     from caloedu.cli.paths import check_output
     from caloedu.cli.progress import ProgressBar
     from caloedu.data import CalorimeterGeometry, ShowerSimulator, save_showers
-    from caloedu.data.checks import MIN_INCIDENT_ENERGY_MEV
+    from caloedu.data.checks import check_requested_energy
 
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}.")
     check_output(args.output, "-o", args.overwrite)
-    lowest = args.energy if args.energy is not None else min(args.energy_range)
-    if lowest < MIN_INCIDENT_ENERGY_MEV and not args.trust_units:
-        flag = "--energy" if args.energy is not None else "--energy-range"
-        raise ValueError(f"{flag} asks for {lowest:g} MeV, below {MIN_INCIDENT_ENERGY_MEV:g} MeV: are these GeV? "
-                         "caloedu works in MeV; multiply by 1000, or pass --trust-units if they are right.")
+    if not args.trust_units:
+        if args.energy is not None:
+            check_requested_energy(args.energy, "--energy")
+        else:
+            check_requested_energy(min(args.energy_range), "--energy-range")
     geometry = CalorimeterGeometry.from_name_or_path(args.geometry)
     simulator = ShowerSimulator(geometry, threshold_mev=args.threshold)
     energies = None if args.energy is None else np.full(args.n, args.energy)

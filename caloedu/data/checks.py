@@ -74,6 +74,14 @@ DEPOSITED_FRACTION_RANGE = (2e-3, 30.0)
 UNITS_OVERRIDE = "pass --trust-units (command line) or check_units=False (Python) if they are right"
 
 
+def check_requested_energy(energy_mev, flag):
+    """Raise ValueError when an incident energy asked for on the command line (``flag``) lies below
+    `MIN_INCIDENT_ENERGY_MEV`: GeV rather than MeV."""
+    if energy_mev < MIN_INCIDENT_ENERGY_MEV:
+        raise ValueError(f"{flag} asks for {energy_mev:g} MeV, below {MIN_INCIDENT_ENERGY_MEV:g} MeV: are these GeV? "
+                         "caloedu works in MeV; multiply by 1000, or pass --trust-units if they are right.")
+
+
 def check_energy_units(incident_energies, showers, what, error=ValueError):
     """Raise ``error`` when energies look like GeV rather than MeV: an incident energy below
     `MIN_INCIDENT_ENERGY_MEV`, or a median E_dep / E_inc outside `DEPOSITED_FRACTION_RANGE`."""

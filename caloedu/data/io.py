@@ -139,12 +139,15 @@ def _open(path):
     return file
 
 
+def _refuse_empty(file, path):
+    if file[SHOWER_KEY].shape[0] == 0:
+        raise ShowerFileError(f"{path} holds no showers (its '{SHOWER_KEY}' dataset has 0 rows).")
+
+
 def _read_rows(file, path, geometry, start, stop, check_units):
     if geometry is not None:
         geometry = CalorimeterGeometry.coerce(geometry)
         _check_shapes(file[ENERGY_KEY].shape, file[SHOWER_KEY].shape, geometry, path)
-    if file[SHOWER_KEY].shape[0] == 0:
-        raise ShowerFileError(f"{path} holds no showers (its '{SHOWER_KEY}' dataset has 0 rows).")
     incident_energies = file[ENERGY_KEY][start:stop]
     showers = file[SHOWER_KEY][start:stop]
     check_incident_energies(incident_energies, f"{path}: '{ENERGY_KEY}'", offset=start, error=ShowerFileError)
@@ -166,6 +169,7 @@ def load_showers(path, geometry=None, start=0, stop=None, check_units=True):
         (incident_energies (N, 1), showers (N, n_voxels)) in MeV, with the file's dtypes.
     """
     with _open(path) as file:
+        _refuse_empty(file, os.fspath(path))
         return _read_rows(file, os.fspath(path), geometry, start, stop, check_units)
 
 
@@ -181,8 +185,7 @@ def iter_showers(path, chunk_size=10_000, geometry=None, check_units=True):
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
     with _open(path) as file:
         n = file[SHOWER_KEY].shape[0]
-        if n == 0:
-            raise ShowerFileError(f"{os.fspath(path)} holds no showers (its '{SHOWER_KEY}' dataset has 0 rows).")
+        _refuse_empty(file, os.fspath(path))
         for start in range(0, n, chunk_size):
             yield _read_rows(file, os.fspath(path), geometry, start, min(start + chunk_size, n), check_units)
 

@@ -183,10 +183,13 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         """log E_inc mapped to [0, 1] over ``energy_range``: (N, 1) float32."""
         return self.energy_condition.forward(incident_energies).astype(np.float32)
 
-    def preprocess(self, incident_energies, showers):
-        """(features, condition (N, 1) float32) from raw showers; fits the representation on the first call."""
+    def preprocess(self, incident_energies, showers, check_units=False):
+        """(features, condition (N, 1) float32) from raw showers; fits the representation on the first call.
+        ``check_units`` refuses energies that look like GeV (`caloedu.data.checks.check_energy_units`)."""
         incident_energies = check_incident_energies(incident_energies)
         showers = check_showers(showers, self.geometry, len(incident_energies))
+        if check_units:
+            check_energy_units(incident_energies, showers, "fit(incident_energies, showers)")
         if not self.representation.is_fitted:
             self.representation.fit(incident_energies, showers)
             self.adapt(incident_energies, showers)
@@ -269,11 +272,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}.")
         batch_size = check_positive_int(batch_size, "batch_size")
-        if check_units:
-            energies = check_incident_energies(incident_energies)
-            check_energy_units(energies, check_showers(showers, self.geometry, len(energies)),
-                               "fit(incident_energies, showers)")
-        x, condition = self.preprocess(incident_energies, showers)
+        x, condition = self.preprocess(incident_energies, showers, check_units=check_units)
         self._record_energy_range(incident_energies)
         if validation_data is not None:
             validation_data = self.preprocess(*validation_data)
