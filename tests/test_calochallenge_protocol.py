@@ -39,7 +39,8 @@ def test_network_is_initialised_as_torch_linear():
     for layer in dense:
         kernel, bias = (np.asarray(w) for w in layer.get_weights())
         bound = 1 / np.sqrt(fan_in)
-        assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound
+        # float32 draws may round up to the float32 neighbour of the bound: allow one part in 10^6
+        assert np.abs(kernel).max() <= bound * (1 + 1e-6) and np.abs(bias).max() <= bound * (1 + 1e-6)
         # uniform on [-b, b]: standard deviation b / sqrt(3) (Glorot would give another)
         assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
         fan_in = layer.units
