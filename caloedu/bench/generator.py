@@ -44,6 +44,10 @@ def register(subparsers):
         parser.add_argument("--threads", type=int, default=None,
                             help="torch CPU threads (default: the cores not busy with other work, at least 1)")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--compare-sampling", choices=("flow-matching", "none"), default="flow-matching",
+                            help="also time flow matching's default sampler on this machine, in this run, beside "
+                                 "another family's (default: flow-matching; its network's speed does not depend "
+                                 "on training, so an untrained one is timed)")
         parser.add_argument("--save", default=None, metavar="MODEL.keras", help="also save the trained generator")
         parser.set_defaults(func=run, family_options=True, parser=parser)
         if model is not None:
@@ -124,6 +128,8 @@ def report_sampling_and_quality(generator, test, args):
     t_one = time_per_shower(lambda e: generator.sample(e, batch_size=1), test[0][:10], batch_size=1, repeats=3) / 1e3
     print(f"sampled {n_test} showers; time per shower ({caloedu.runtime.device().type}): "
           f"batch 1 {t_one * 1e3:.2f} ms, batch {batch} {t_batch * 1e3:.3f} ms")
+    if args.compare_sampling != "none" and generator.family != args.compare_sampling:
+        report_reference_sampling(args.compare_sampling, geometry, test, batch, t_one, t_batch)
 
     reference_features = compute_features(*test, geometry)
     generated_features = compute_features(test[0], generated, geometry)
@@ -145,3 +151,20 @@ def report_sampling_and_quality(generator, test, args):
     if generator.has_likelihood() and generator.representation.has_density:
         log_p = generator.log_prob(*test)
         print(f"log-likelihood of the held-out showers: {log_p.mean():.1f} nats per shower (dequantised, MeV space)")
+
+
+def report_reference_sampling(family_name, geometry, test, batch, t_one, t_batch):
+    """Time another family's default sampler (untrained: its speed does not depend on its weights) at batch 1
+    and ``batch`` on the same machine, and print how many times slower per shower it is than this one."""
+    from caloedu.evaluation.timing import time_per_shower
+    from caloedu.generators.registry import get_family
+
+    reference = get_family(family_name)(geometry, seed=0)
+    reference.preprocess(*test)  # fits its representation, what sampling needs
+    energies = test[0][:batch]
+    ref_one = time_per_shower(lambda e: reference.sample(e, batch_size=1), test[0][:10], batch_size=1, repeats=3)
+    ref_batch = time_per_shower(lambda e: reference.sample(e, batch_size=batch), energies, batch_size=batch,
+                                repeats=1, warmup=0)
+    print(f"{family_name}'s default sampler on this machine (untrained network, same speed): batch 1 "
+          f"{ref_one:.2f} ms, batch {batch} {ref_batch:.3f} ms per shower; this family is "
+          f"{ref_one / (t_one * 1e3):.1f}x and {ref_batch / (t_batch * 1e3):.1f}x faster")

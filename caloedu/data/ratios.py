@@ -88,3 +88,81 @@ class EnergyRatioTransform(Transform):
 
     def get_config(self):
         return {"geometry": self.geometry.get_config(), "response_scale": self.response_scale}
+
+
+@register_transform
+class OneToOneEnergyRatioTransform(Transform):
+    """`EnergyRatioTransform` made one to one (CaloINN): showers (N, n_voxels) MeV -> (N, n_voxels), the
+    u-variables then each layer's shares without one of them (the voxel with the largest mean share, fitted):
+    the shares of a layer sum to 1, so that one is what the others leave. Now the map has a density,
+
+        log |det d(u, shares) / dE| = -ln(s E_inc) - sum_{i < L-1} ln R_i - sum_l (V_l - 1) ln E_l,
+
+    with s the response scale, R_i = sum_{j >= i} E_j what reaches layer i, and V_l the voxels of layer l
+    (stick-breaking for the u-variables; a layer's energy and V_l - 1 shares for its voxels). It holds where
+    every voxel is positive: dequantise the showers first (`caloedu.data.representation.dequantize`).
+
+    Args:
+        geometry: the `CalorimeterGeometry` (every layer needs at least one voxel).
+        response_scale: divides u_0 (as `EnergyRatioTransform`).
+        dropped: the voxel index left out in each layer (fitted; None before ``fit``).
+    """
+
+    has_log_det = True
+
+    def __init__(self, geometry, response_scale=2.0, dropped=None):
+        self.ratios = EnergyRatioTransform(geometry, response_scale)
+        geometry = self.ratios.geometry
+        if np.any(np.asarray(geometry.voxels_per_layer) == 0):
+            raise ValueError(f"Geometry '{geometry.name}' has layers without voxels: energy ratios cannot map its "
+                             "showers one to one.")
+        self.dropped = None if dropped is None else np.asarray(dropped, dtype=np.int64)
+
+    @property
+    def geometry(self):
+        return self.ratios.geometry
+
+    def fit(self, showers, incident_energies=None):
+        shares = self.ratios.forward(showers, incident_energies)[:, self.geometry.n_layers:]
+        mean = shares.mean(axis=0)
+        self.dropped = np.array([start + int(np.argmax(mean[start:stop])) for start, stop in self._layer_bounds()])
+        return self
+
+    def _layer_bounds(self):
+        edges = self.geometry.layer_boundaries
+        return list(zip(edges[:-1], edges[1:]))
+
+    def _kept(self):
+        if self.dropped is None:
+            raise ValueError("OneToOneEnergyRatioTransform is not fitted: call fit(showers, incident_energies) first.")
+        kept = np.ones(self.geometry.n_voxels, bool)
+        kept[self.dropped] = False
+        return kept
+
+    def forward(self, showers, incident_energies=None):
+        kept = self._kept()
+        z = self.ratios.forward(showers, incident_energies)
+        return np.concatenate([z[:, :self.geometry.n_layers], z[:, self.geometry.n_layers:][:, kept]], axis=1)
+
+    def inverse(self, y, incident_energies=None):
+        y = np.asarray(y, dtype=np.float64)
+        kept, n_layers = self._kept(), self.geometry.n_layers
+        shares = np.zeros((len(y), self.geometry.n_voxels))
+        shares[:, kept] = np.clip(y[:, n_layers:], 0.0, None)
+        # The left-out share is what the others leave; when they overshoot 1, the inverse renormalises the layer.
+        others = self.geometry.layer_energies(shares)  # (N, L): the kept shares of each layer, summed
+        shares[:, self.dropped] = np.clip(1.0 - others, 0.0, None)
+        return self.ratios.inverse(np.concatenate([y[:, :n_layers], shares], axis=1), incident_energies)
+
+    def log_det_jacobian(self, showers, incident_energies=None):
+        showers = np.asarray(showers, dtype=np.float64)
+        layers = self.geometry.layer_energies(showers)  # (N, L)
+        reaching = np.cumsum(layers[:, ::-1], axis=1)[:, ::-1]  # R_i = sum_{j >= i} E_j
+        e_inc = incident_column(incident_energies, "OneToOneEnergyRatioTransform")[:, 0]
+        sizes = self.geometry.voxels_per_layer
+        return (-np.log(self.ratios.response_scale * e_inc) - np.log(reaching[:, :-1]).sum(axis=1)
+                - (np.log(layers) * (sizes - 1)).sum(axis=1))
+
+    def get_config(self):
+        return {"geometry": self.geometry.get_config(), "response_scale": self.ratios.response_scale,
+                "dropped": None if self.dropped is None else self.dropped.tolist()}

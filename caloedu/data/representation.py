@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from caloedu.data.ratios import EnergyRatioTransform
+from caloedu.data.ratios import EnergyRatioTransform, OneToOneEnergyRatioTransform
 from caloedu.data.geometry import DS2_THRESHOLD_MEV, CalorimeterGeometry
 from caloedu.data.pointcloud import FEATURES as POINT_FEATURES
 from caloedu.data.pointcloud import PointCloud, PointCloudTransform
@@ -55,12 +55,14 @@ def dequantize(showers, width_mev, rng):
 @dataclass(frozen=True)
 class VoxelLayout:
     """Where things sit in a flat feature vector x (N, n_features): ``n_scalars`` global numbers (one per
-    layer, the u-variables, or none), then every voxel in the geometry's order (radial bin fastest, then
-    angular bin, then layer)."""
+    layer, the u-variables, or none), then the voxels in the geometry's order (radial bin fastest, then
+    angular bin, then layer). A one-to-one recipe ('inn-ratios') leaves one voxel's share per layer out
+    (``dropped_per_layer`` = 1): each layer then has one feature fewer than voxels, and no ring shape."""
 
     n_scalars: int
     n_alpha: tuple
     n_radial: tuple
+    dropped_per_layer: int = 0
 
     @property
     def n_layers(self):
@@ -71,29 +73,36 @@ class VoxelLayout:
         return tuple(a * r for a, r in zip(self.n_alpha, self.n_radial))
 
     @property
+    def features_per_layer(self):
+        return tuple(v - self.dropped_per_layer for v in self.voxels_per_layer)
+
+    @property
     def n_voxels(self):
         return sum(self.voxels_per_layer)
 
     @property
     def n_features(self):
-        return self.n_scalars + self.n_voxels
+        return self.n_scalars + sum(self.features_per_layer)
 
     @property
     def is_regular(self):
-        """Every layer has the same (n_alpha, n_radial) and none is empty: the voxels form (L, A, R) rings."""
-        return len(set(zip(self.n_alpha, self.n_radial))) == 1 and self.n_radial[0] > 0
+        """Every layer has the same (n_alpha, n_radial), none is empty and every voxel has its feature: the
+        voxels form (L, A, R) rings."""
+        return (len(set(zip(self.n_alpha, self.n_radial))) == 1 and self.n_radial[0] > 0
+                and self.dropped_per_layer == 0)
 
     @property
     def ring_shape(self):
         """(n_layers, n_alpha, n_radial) of a regular layout: the voxels reshaped into rings."""
         if not self.is_regular:
-            raise ValueError("This layout's layers differ in binning (or some are empty): it has no ring shape.")
+            raise ValueError("This layout's layers differ in binning (or some are empty, or a share per layer is "
+                             "left out): it has no ring shape.")
         return (self.n_layers, self.n_alpha[0], self.n_radial[0])
 
     def layer_slice(self, layer):
-        """The slice of x that holds ``layer``'s voxels."""
-        start = self.n_scalars + sum(self.voxels_per_layer[:layer])
-        return slice(start, start + self.voxels_per_layer[layer])
+        """The slice of x that holds ``layer``'s voxels (its kept shares, for a one-to-one recipe)."""
+        start = self.n_scalars + sum(self.features_per_layer[:layer])
+        return slice(start, start + self.features_per_layer[layer])
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,9 @@ VOXEL_RECIPES = {
                      "E_voxel / E_inc, logit, standardised (CaloINN / CaloDREAM): the simplest joint model"),
     "energy-ratios": (True, lambda g, a, t: _logit_chain(EnergyRatioTransform(g, response_scale=2.0), a),
                       "u-variables, then each layer's voxels over the layer energy; logit, standardised"),
+    "inn-ratios": (True, lambda g, a, t: _logit_chain(OneToOneEnergyRatioTransform(g, response_scale=2.0), a),
+                   "'energy-ratios' without one share per layer (what the others leave), so one to one, with a "
+                   "density: the likelihood families' recipe (CaloINN)"),
     "log-ratios": (False, lambda g, a, t: [ThresholdLogRatio(t), Standardizer()],
                    "ln((E_voxel + E_thr) / E_inc), standardised: empty voxels next to the smallest deposits"),
     "energy-log-ratios": (True, lambda g, a, t: [EnergyRatioLogTransform(g, t, a), Standardizer()],
@@ -130,6 +142,7 @@ VOXEL_RECIPES = {
                    "'energy-sqrt' with empty voxels at 0 and hits one spread higher; below that gap reads empty"),
 }
 REPRESENTATIONS = (*VOXEL_RECIPES, "point-cloud")
+ONE_TO_ONE_RATIOS = ("inn-ratios",)  # recipes that leave one share per layer out (VoxelLayout.dropped_per_layer)
 
 
 def _in_chunks(function, values, incident_energies, n_columns):
@@ -176,7 +189,7 @@ class Representation:
         self._require_fitted()
         if not self.has_density:
             raise ValueError(f"The '{self.name}' representation does not map a shower one to one onto its features, "
-                             "so a likelihood in MeV space is not defined for it; use 'voxel-ratios' or 'log-ratios'.")
+                             "so a likelihood in MeV space is not defined for it; use 'inn-ratios', 'voxel-ratios' or 'log-ratios'.")
         return _in_chunks(self.transform.log_det_jacobian, showers, incident_energies, self.geometry.n_voxels)
 
     def get_state(self):
@@ -202,7 +215,7 @@ class VoxelRepresentation(Representation):
             else transform_from_config(state)
         super().__init__(name, geometry, transform, threshold_mev, fitted=state is not None)
         self.layout = VoxelLayout(geometry.n_layers if has_scalars else 0, tuple(int(a) for a in geometry.n_alpha),
-                                  tuple(int(r) for r in geometry.n_radial))
+                                  tuple(int(r) for r in geometry.n_radial), int(name in ONE_TO_ONE_RATIOS))
 
     def fit(self, incident_energies, showers):
         rows = slice(0, min(len(showers), FIT_ROWS))

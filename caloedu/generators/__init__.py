@@ -13,6 +13,7 @@ Where things are:
     flow_matching.py  FlowMatchingGenerator ("flow-matching"), cfm_loss, cfm_data_loss
     velocity.py       the flow-matching networks (MLP, layer transformer, ring mean field)
     ode.py            euler_step, midpoint_step, rk4_step, integrate
+    normalizing_flow.py  NormalizingFlowGenerator ("normalizing-flow"): coupling flows (caloedu.layers.coupling)
 
 A new family is one file here (or one small folder): its options dataclass, its networks
 (``build_networks``), its losses (``compute_losses``, or ``train_batch`` with several optimizers), its
@@ -33,6 +34,7 @@ _EXPORTS = {
     "registry": ("FAMILIES", "register_generator", "get_family", "family_names"),
     "flow_matching": ("FlowMatchingGenerator", "FlowMatchingOptions", "cfm_loss", "cfm_data_loss"),
     "velocity": ("MLPVelocity", "LayerTransformerVelocity", "RingMeanFieldVelocity"),
+    "normalizing_flow": ("NormalizingFlowGenerator", "NormalizingFlowOptions"),
     "ode": ("SOLVERS", "integrate", "euler_step", "midpoint_step", "rk4_step"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -42,7 +42,7 @@ What the base does (once, for every family):
   *dequantised* shower: every empty voxel (0, below the readout threshold E_thr) is replaced by E_thr u with
   u ~ U(0, 1], the same definition for every family. Equivalently, log P(which voxels are empty, the hit
   energies) >= E_u[log_prob] + n_empty ln(E_thr / MeV). It adds the representation's log |det dx / dE|, so it
-  needs a representation with a density ('voxel-ratios', 'log-ratios'; the 'energy-*' recipes have
+  needs a representation with a density ('inn-ratios', 'voxel-ratios', 'log-ratios'; the 'energy-*' recipes have
   redundant features and none).
 
 What a family implements:
@@ -108,6 +108,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
     sampling_options_class = SamplingOptions
     loss_names = ("loss",)
     representation_kinds = ("voxels",)
+    trains_on_dequantized = False  # a likelihood family learns the density of dequantised showers (log_prob's)
     smoke_options = {}  # options for a minimal instance that trains in a second (tests, demos)
 
     def __init__(self, geometry, preprocessing_state=None, trained_energy_range=None, **options):
@@ -185,11 +186,16 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
 
     def preprocess(self, incident_energies, showers, check_units=False):
         """(features, condition (N, 1) float32) from raw showers; fits the representation on the first call.
-        ``check_units`` refuses energies that look like GeV (`caloedu.data.checks.check_energy_units`)."""
+        ``check_units`` refuses energies that look like GeV (`caloedu.data.checks.check_energy_units`). A family
+        that ``trains_on_dequantized`` sees its showers dequantised (as ``log_prob`` defines the density)."""
         incident_energies = check_incident_energies(incident_energies)
         showers = check_showers(showers, self.geometry, len(incident_energies))
         if check_units:
             check_energy_units(incident_energies, showers, "fit(incident_energies, showers)")
+        if self.trains_on_dequantized:
+            # fresh noise for each fit (a resumed fit draws anew), reproducible with the options' seed
+            seed = None if self.options.seed is None else (self.options.seed, int(self.showers_seen))
+            showers = dequantize(showers, self.representation.threshold_mev, np.random.default_rng(seed))
         if not self.representation.is_fitted:
             self.representation.fit(incident_energies, showers)
             self.adapt(incident_energies, showers)
@@ -373,7 +379,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         if not self.representation.has_density:
             raise ValueError(f"log_prob needs a representation with a density in MeV space, and "
                              f"'{self.options.preprocessing}' has redundant features; train with preprocessing "
-                             "'voxel-ratios' or 'log-ratios'.")
+                             "'inn-ratios', 'voxel-ratios' or 'log-ratios'.")
         self._require_fitted()
         incident_energies = check_incident_energies(incident_energies)
         showers = check_showers(showers, self.geometry, len(incident_energies))

@@ -12,6 +12,7 @@ import importlib
 # name -> "module:class". A new family adds one line.
 FAMILIES = {
     "flow-matching": "caloedu.generators.flow_matching:FlowMatchingGenerator",
+    "normalizing-flow": "caloedu.generators.normalizing_flow:NormalizingFlowGenerator",
 }
 
 

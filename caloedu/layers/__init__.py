@@ -1,4 +1,4 @@
-"""Keras 3 layers for attention, transformers and conditioning (torch backend; runs on CUDA when present)."""
+"""Keras 3 layers for attention, transformers, conditioning and normalizing flows (torch backend; runs on CUDA when present)."""
 
 from caloedu.layers.attention import (
     MultiHeadAttention,
@@ -7,7 +7,21 @@ from caloedu.layers.attention import (
     split_heads,
     stable_softmax,
 )
+from caloedu.layers.coupling import (
+    ActNorm,
+    CouplingBlock,
+    CouplingFlow,
+    CouplingSubnet,
+    FixedPermutation,
+    affine_forward,
+    affine_inverse,
+    conditional_coupling_forward,
+    inverse_permutation,
+    permute,
+    standard_normal_log_prob,
+)
 from caloedu.layers.conditioning import ConditionEmbedding, FiLMResidualBlock, FourierFeatures, fourier_features
+from caloedu.layers.splines import rational_quadratic_spline
 from caloedu.layers.masks import causal_mask, merge_masks, padding_mask
 from caloedu.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_encoding
 from caloedu.layers.transformer import FeedForward, TransformerDecoderBlock, TransformerEncoderBlock
@@ -18,4 +32,7 @@ __all__ = [
     "sinusoidal_encoding", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding",
     "FeedForward", "TransformerEncoderBlock", "TransformerDecoderBlock",
     "fourier_features", "FourierFeatures", "ConditionEmbedding", "FiLMResidualBlock",
+    "affine_forward", "affine_inverse", "standard_normal_log_prob", "permute", "inverse_permutation",
+    "conditional_coupling_forward", "CouplingSubnet", "CouplingBlock", "FixedPermutation", "ActNorm", "CouplingFlow",
+    "rational_quadratic_spline",
 ]
