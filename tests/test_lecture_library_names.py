@@ -72,6 +72,7 @@ def test_the_lectures_name_the_pieces_the_library_holds():
     for name in ("cfm_loss", "integrate", "euler_step", "rk4_step", "fourier_features", "energy_ratios",
                  "layer_energies_from_ratios", "separation_power_from_counts", "centre_and_width",
                  "sample_longitudinal_parameters", "longitudinal_layer_fractions", "scaled_dot_product_attention",
-                 "sinusoidal_encoding"):
+                 "sinusoidal_encoding", "affine_forward", "affine_inverse", "standard_normal_log_prob", "permute",
+                 "inverse_permutation", "conditional_coupling_forward"):
         assert name in LIBRARY, f"caloedu has no function {name} any more, but a notebook says it does"
         assert any(name in dict(hand_built_functions(path)) for path in NOTEBOOKS), f"no notebook builds {name}"
