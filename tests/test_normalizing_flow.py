@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from caloedu.data import CalorimeterGeometry, simulate_showers
+from caloedu.data.geometry import DS2_THRESHOLD_MEV
+from caloedu.data.shower_transforms import EmptyVoxelGap
 from caloedu.data.representation import dequantize, make_representation
 from caloedu.layers.coupling import (
     ActNorm,
@@ -164,24 +166,33 @@ def small_geometry():
     return CalorimeterGeometry([[0, 1, 3], [0, 2, 5, 9], [0, 4]], n_alpha=[2, 1, 3], name="small")
 
 
-def test_inn_ratios_round_trip_and_drop_one_share_per_layer():
+@pytest.mark.parametrize("recipe", ["inn-ratios", "inn-gap"])
+def test_one_to_one_ratios_round_trip_and_drop_one_share_per_layer(recipe):
     geometry = CalorimeterGeometry.preset("teaching")
     energies, showers = simulate_showers(geometry, 200, seed=0)
-    representation = make_representation("inn-ratios", geometry).fit(energies, showers)
+    dequantized = dequantize(showers, DS2_THRESHOLD_MEV, np.random.default_rng(0))
+    representation = make_representation(recipe, geometry).fit(energies, dequantized)
     assert representation.has_density and representation.layout.n_features == geometry.n_voxels
-    dequantized = dequantize(showers, representation.threshold_mev, np.random.default_rng(0))
     x = representation.forward(energies, dequantized)
     assert x.shape == (200, geometry.n_voxels) and np.all(np.isfinite(x))
+    # in float64 the map is one to one; the float32 features keep every hit (an empty left-out share is what
+    # the others leave, a difference of nearly equal numbers, so only its value below threshold is lost)
+    np.testing.assert_allclose(representation.transform.inverse(representation.transform.forward(
+        dequantized, energies), energies), dequantized, rtol=1e-6)
     again = representation.inverse(energies, x)
-    np.testing.assert_allclose(again, dequantized, rtol=2e-3, atol=1e-4)
+    hit = showers > 0
+    np.testing.assert_allclose(again[hit], dequantized[hit], rtol=2e-3, atol=1e-4)
+    assert np.all(again[~hit] < DS2_THRESHOLD_MEV), "an empty voxel came back as a hit"
 
 
-def test_inn_ratios_log_jacobian_equals_the_numerical_one():
+@pytest.mark.parametrize("recipe", ["inn-ratios", "inn-gap"])
+def test_one_to_one_ratios_log_jacobian_equals_the_numerical_one(recipe):
     geometry = small_geometry()
     rng = np.random.default_rng(0)
     energies = np.array([[2e3], [5e4]])
     showers = rng.uniform(0.01, 1.0, size=(2, geometry.n_voxels)) * energies / geometry.n_voxels
-    representation = make_representation("inn-ratios", geometry).fit(energies, showers)
+    showers[:, ::3] = rng.uniform(0.1, 0.9, size=showers[:, ::3].shape) * DS2_THRESHOLD_MEV  # empty (dequantised)
+    representation = make_representation(recipe, geometry).fit(energies, showers)
     claimed = representation.log_det_jacobian(energies, showers)
     for row in range(2):
         def features(values):
@@ -192,3 +203,18 @@ def test_inn_ratios_log_jacobian_equals_the_numerical_one():
                               - features(showers[row] - np.eye(geometry.n_voxels)[i] * step[i])) / (2 * step[i])
                              for i in range(geometry.n_voxels)], axis=1)
         assert claimed[row] == pytest.approx(np.linalg.slogdet(jacobian)[1], abs=1e-4)
+
+
+def test_inn_gap_moves_empty_voxels_below_the_gap_and_refuses_exact_zeros():
+    geometry = CalorimeterGeometry.preset("teaching")
+    energies, showers = simulate_showers(geometry, 50, seed=1)
+    with pytest.raises(ValueError, match="dequantise"):
+        make_representation("inn-gap", geometry).fit(energies, showers)
+    gap = EmptyVoxelGap(DS2_THRESHOLD_MEV, gap=3.0)
+    values = np.array([[0.2, 0.999, 1.0, 5.0]]) * DS2_THRESHOLD_MEV
+    moved = gap.forward(values)
+    np.testing.assert_allclose(moved, values * [[np.exp(-3), np.exp(-3), 1, 1]])
+    np.testing.assert_allclose(gap.inverse(moved), values)
+    # a value in the gap (between E_thr e^-3 and E_thr) is no shower's image: it reads as empty
+    assert np.all(gap.inverse(np.array([[0.1, 0.5, 0.99]]) * DS2_THRESHOLD_MEV) < DS2_THRESHOLD_MEV)
+    assert gap.log_det_jacobian(values)[0] == pytest.approx(-6.0)

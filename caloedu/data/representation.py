@@ -32,8 +32,10 @@ from caloedu.data.pointcloud import FEATURES as POINT_FEATURES
 from caloedu.data.pointcloud import PointCloud, PointCloudTransform
 from caloedu.data.shower_transforms import (
     EnergyRatioLogTransform,
+    EmptyVoxelGap,
     GappedShapePower,
     IncidentEnergyRatio,
+    ScalarLogitShapeLog,
     ScalarLogitShapePower,
     ThresholdLogRatio,
 )
@@ -121,6 +123,8 @@ def _logit_chain(first, alpha):
     return [first, LogitTransform(alpha), Standardizer()]
 
 
+EMPTY_GAP_NATS = 3.0  # 'inn-gap': how far (in ln E) the empty voxels sit below the smallest hit
+
 # name -> (has u-variables, builder(geometry, alpha, threshold_mev) -> list of transforms, description)
 VOXEL_RECIPES = {
     "voxel-ratios": (False, lambda g, a, t: _logit_chain(IncidentEnergyRatio(), a),
@@ -130,6 +134,10 @@ VOXEL_RECIPES = {
     "inn-ratios": (True, lambda g, a, t: _logit_chain(OneToOneEnergyRatioTransform(g, response_scale=2.0), a),
                    "'energy-ratios' without one share per layer (what the others leave), so one to one, with a "
                    "density: the likelihood families' recipe (CaloINN)"),
+    "inn-gap": (True, lambda g, a, t: [EmptyVoxelGap(t, EMPTY_GAP_NATS), OneToOneEnergyRatioTransform(g, 2.0),
+                                       ScalarLogitShapeLog(g.n_layers, a), Standardizer()],
+                "'inn-ratios' with the empty voxels a factor e^3 below the threshold and ln of the shares: one to "
+                "one, and a generated value in the gap reads empty (the flow's default)"),
     "log-ratios": (False, lambda g, a, t: [ThresholdLogRatio(t), Standardizer()],
                    "ln((E_voxel + E_thr) / E_inc), standardised: empty voxels next to the smallest deposits"),
     "energy-log-ratios": (True, lambda g, a, t: [EnergyRatioLogTransform(g, t, a), Standardizer()],
@@ -142,7 +150,7 @@ VOXEL_RECIPES = {
                    "'energy-sqrt' with empty voxels at 0 and hits one spread higher; below that gap reads empty"),
 }
 REPRESENTATIONS = (*VOXEL_RECIPES, "point-cloud")
-ONE_TO_ONE_RATIOS = ("inn-ratios",)  # recipes that leave one share per layer out (VoxelLayout.dropped_per_layer)
+ONE_TO_ONE_RATIOS = ("inn-ratios", "inn-gap")  # recipes that leave one share per layer out (VoxelLayout.dropped_per_layer)
 
 
 def _in_chunks(function, values, incident_energies, n_columns):
@@ -189,7 +197,8 @@ class Representation:
         self._require_fitted()
         if not self.has_density:
             raise ValueError(f"The '{self.name}' representation does not map a shower one to one onto its features, "
-                             "so a likelihood in MeV space is not defined for it; use 'inn-ratios', 'voxel-ratios' or 'log-ratios'.")
+                             "so a likelihood in MeV space is not defined for it; use 'inn-gap', 'inn-ratios', 'voxel-ratios' "
+                             "or 'log-ratios'.")
         return _in_chunks(self.transform.log_det_jacobian, showers, incident_energies, self.geometry.n_voxels)
 
     def get_state(self):

@@ -170,3 +170,82 @@ class GappedShapePower(Transform):
     def get_config(self):
         return {"n_scalars": self.n_scalars, "power": self.power, "gap": self.gap, "alpha": self.logit.alpha,
                 "gaps": None if self.gaps is None else self.gaps.tolist()}
+
+
+@register_transform
+class EmptyVoxelGap(Transform):
+    """Dequantised showers (N, n_voxels) MeV -> the same, with every voxel below the readout threshold scaled
+    by exp(-gap): the empty voxels (E_thr u, u ~ U(0, 1]) move to (0, E_thr e^-gap), a factor e^gap below the
+    smallest hit. A generator's smooth density between "empty" and "hit" then falls in the gap, and the
+    inverse reads the gap as empty: spurious small deposits are what a classifier sees best (module 06).
+
+    One to one (a monotone map with a jump at the threshold): log |det| = -gap per empty voxel.
+
+    Args:
+        threshold_mev: the readout threshold E_thr (MeV); voxels below it are the empty ones.
+        gap: the shift of the empty voxels in ln(E), in nats (> 0).
+    """
+
+    has_log_det = True
+
+    def __init__(self, threshold_mev=DS2_THRESHOLD_MEV, gap=3.0):
+        if not threshold_mev > 0 or not gap > 0:
+            raise ValueError(f"EmptyVoxelGap needs threshold_mev > 0 and gap > 0, got {threshold_mev} and {gap}.")
+        self.threshold_mev, self.gap = float(threshold_mev), float(gap)
+
+    def forward(self, showers, incident_energies=None):
+        showers = np.asarray(showers, dtype=np.float64)
+        return np.where(showers < self.threshold_mev, showers * np.exp(-self.gap), showers)
+
+    def inverse(self, y, incident_energies=None):
+        y = np.asarray(y, dtype=np.float64)
+        # Exact on the image; a value in the gap (no shower maps there) reads as empty. The edge has a little
+        # room (float32 features move an empty voxel at E_thr e^-gap by ~1e-6), and the empty branch stays
+        # below the threshold.
+        edge = self.threshold_mev * np.exp(-self.gap) * (1.0 + min(1e-4, np.expm1(self.gap) / 2))
+        empty = np.minimum(y * np.exp(self.gap), np.nextafter(self.threshold_mev, 0.0))
+        return np.where(y < edge, empty, np.where(y < self.threshold_mev, 0.0, y))
+
+    def log_det_jacobian(self, showers, incident_energies=None):
+        return -self.gap * (np.asarray(showers, dtype=np.float64) < self.threshold_mev).sum(axis=1)
+
+    def get_config(self):
+        return {"threshold_mev": self.threshold_mev, "gap": self.gap}
+
+
+@register_transform
+class ScalarLogitShapeLog(Transform):
+    """(N, n_scalars + n_shares) u-variables in [0, 1] and voxel shares in (0, 1] -> logit of the u-variables,
+    ln of the shares. The logarithm, unlike a logit with its alpha, keeps the small shares of high-energy layers
+    (E_thr / E_layer ~ 1e-7) apart instead of squeezing them onto logit(alpha). One to one; the shares must be
+    positive (dequantised showers)."""
+
+    has_log_det = True
+
+    def __init__(self, n_scalars, alpha=1e-6):
+        self.n_scalars = int(n_scalars)
+        self.logit = LogitTransform(alpha)
+
+    def _shares(self, z):
+        shares = np.asarray(z, dtype=np.float64)[:, self.n_scalars:]
+        if shares.size and not shares.min() > 0:
+            raise ValueError("ScalarLogitShapeLog needs positive voxel shares: dequantise the showers first "
+                             "(caloedu.data.representation.dequantize), so that no voxel is exactly 0.")
+        return shares
+
+    def forward(self, z, incident_energies=None):
+        z = np.asarray(z, dtype=np.float64)
+        return np.concatenate([self.logit.forward(z[:, :self.n_scalars]), np.log(self._shares(z))], axis=1)
+
+    def inverse(self, y, incident_energies=None):
+        y = np.asarray(y, dtype=np.float64)
+        # a share cannot exceed 1: exp is capped there (no overflow on a generator's far tails)
+        return np.concatenate([self.logit.inverse(y[:, :self.n_scalars]),
+                               np.exp(np.minimum(y[:, self.n_scalars:], 0.0))], axis=1)
+
+    def log_det_jacobian(self, z, incident_energies=None):
+        z = np.asarray(z, dtype=np.float64)
+        return self.logit.log_det_jacobian(z[:, :self.n_scalars]) - np.log(self._shares(z)).sum(axis=1)
+
+    def get_config(self):
+        return {"n_scalars": self.n_scalars, "alpha": self.logit.alpha}

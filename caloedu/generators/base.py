@@ -42,7 +42,8 @@ What the base does (once, for every family):
   *dequantised* shower: every empty voxel (0, below the readout threshold E_thr) is replaced by E_thr u with
   u ~ U(0, 1], the same definition for every family. Equivalently, log P(which voxels are empty, the hit
   energies) >= E_u[log_prob] + n_empty ln(E_thr / MeV). It adds the representation's log |det dx / dE|, so it
-  needs a representation with a density ('inn-ratios', 'voxel-ratios', 'log-ratios'; the 'energy-*' recipes have
+  needs a representation with a density ('inn-gap', 'inn-ratios', 'voxel-ratios', 'log-ratios'; the 'energy-*'
+  recipes have
   redundant features and none).
 
 What a family implements:
@@ -379,7 +380,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         if not self.representation.has_density:
             raise ValueError(f"log_prob needs a representation with a density in MeV space, and "
                              f"'{self.options.preprocessing}' has redundant features; train with preprocessing "
-                             "'inn-ratios', 'voxel-ratios' or 'log-ratios'.")
+                             "'inn-gap', 'inn-ratios', 'voxel-ratios' or 'log-ratios'.")
         self._require_fitted()
         incident_energies = check_incident_energies(incident_energies)
         showers = check_showers(showers, self.geometry, len(incident_energies))

@@ -29,12 +29,15 @@ COUPLINGS = ("spline", "affine")
 
 
 def affine_forward(x2, log_scale, shift):
-    """y2 = x2 exp(log_scale) + shift, and log |det dy2/dx2| = sum of log_scale: ((B, D2), (B,))."""
+    """y2 = x2 exp(log_scale) + shift, and log |det dy2/dx2| = sum of log_scale: ((B, D2), (B,)).
+    Arrays or tensors in (numpy arrays become tensors), tensors out."""
+    x2, log_scale, shift = (ops.convert_to_tensor(v) for v in (x2, log_scale, shift))
     return x2 * ops.exp(log_scale) + shift, ops.sum(log_scale, axis=-1)
 
 
 def affine_inverse(y2, log_scale, shift):
     """x2 = (y2 - shift) exp(-log_scale), and log |det dx2/dy2| = -sum of log_scale: ((B, D2), (B,))."""
+    y2, log_scale, shift = (ops.convert_to_tensor(v) for v in (y2, log_scale, shift))
     return (y2 - shift) * ops.exp(-log_scale), -ops.sum(log_scale, axis=-1)
 
 
@@ -67,6 +70,7 @@ def conditional_coupling_forward(x, condition, subnet, n_untouched):
     Returns:
         (y (B, D), log_det (B,)).
     """
+    x, condition = ops.convert_to_tensor(x), ops.convert_to_tensor(condition)
     x1, x2 = x[:, :n_untouched], x[:, n_untouched:]
     parameters = subnet(ops.concatenate([x1, condition], axis=-1))
     log_scale, shift = ops.split(parameters, 2, axis=-1)
