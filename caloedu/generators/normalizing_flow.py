@@ -26,7 +26,7 @@ import keras
 
 from caloedu.generators.base import ShowerGenerator
 from caloedu.generators.options import GeneratorOptions, SamplingOptions, option
-from caloedu.layers.coupling import COUPLINGS, CouplingFlow
+from caloedu.layers.coupling import COUPLINGS, CouplingFlow, TwoStageFlow
 
 DENSITY_RECIPES = ("inn-gap", "inn-ratios", "voxel-ratios", "log-ratios")  # one-to-one representations (have a density)
 
@@ -41,6 +41,10 @@ class NormalizingFlowOptions(GeneratorOptions):
         "spline", "the coupling blocks' element-wise map: rational-quadratic 'spline' (Durkan et al. 2019, "
                   "CaloINN) or 'affine' (RealNVP)", COUPLINGS)
     n_blocks: int = option(6, "coupling blocks, each after a fixed random permutation (CaloINN: 12)")
+    scalar_blocks: int = option(
+        4, "CaloFlow's two stages: a flow of this many blocks (64 units) for the u-variables of the layer "
+           "energies, then the n_blocks of the voxels conditioned on them; 0 (or a representation without "
+           "u-variables): one flow of all features")
     units: int = option(128, "width of each block's subnetwork (CaloINN: 256)")
     subnet_layers: int = option(2, "hidden layers of each block's subnetwork (CaloINN: 4 x 256)")
     n_bins: int = option(6, "spline bins on [-bound, bound] (CaloINN: 10)")
@@ -48,13 +52,15 @@ class NormalizingFlowOptions(GeneratorOptions):
                                "outside (linear tails)")
     clamp: float = option(2.0, "affine coupling: the log-scale is soft-clamped to (-clamp, clamp) per block")
     n_frequencies: int = option(2, "Fourier frequencies of the condition (log E_inc) in every subnetwork")
-    learning_rate: float = option(5e-4, "Adam's learning rate (cosine-annealed by a TrainingBudget)")
+    learning_rate: float = option(1e-3, "Adam's learning rate (cosine-annealed by a TrainingBudget)")
     gradient_clip: float | None = option(
         5.0, "clip the gradients' global norm to this (None: no clipping); a rare outlier shower can give a "
              "likelihood gradient large enough to throw a flow off")
 
     def check(self):
         super().check()
+        if self.scalar_blocks < 0:
+            raise ValueError(f"Option scalar_blocks must be 0 (one flow) or more, got {self.scalar_blocks}.")
         for name in ("n_blocks", "units", "subnet_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Option {name} must be at least 1, got {getattr(self, name)}.")
@@ -101,9 +107,14 @@ class NormalizingFlowGenerator(ShowerGenerator):
 
     def build_networks(self):
         options = self.options
-        self.flow = CouplingFlow(self.layout.n_features, options.n_blocks, options.coupling, options.units,
-                                 options.subnet_layers, options.n_frequencies, options.n_bins, options.bound,
-                                 options.clamp, name="flow")
+        blocks = dict(coupling=options.coupling, n_frequencies=options.n_frequencies, n_bins=options.n_bins,
+                      bound=options.bound, clamp=options.clamp)
+        voxels = dict(n_blocks=options.n_blocks, units=options.units, n_layers=options.subnet_layers, **blocks)
+        if options.scalar_blocks and self.layout.n_scalars >= 2:
+            scalars = dict(n_blocks=options.scalar_blocks, units=64, n_layers=2, **blocks)
+            self.flow = TwoStageFlow(self.layout.n_features, self.layout.n_scalars, scalars, voxels, name="flow")
+        else:
+            self.flow = CouplingFlow(self.layout.n_features, name="flow", **voxels)
         self.flow.build()
 
     def default_optimizers(self):

@@ -86,30 +86,33 @@ class CouplingSubnet(keras.layers.Layer):
     new block is the identity and a deep flow starts where its data are (standardised features).
     """
 
-    def __init__(self, outputs, units=256, n_layers=3, n_frequencies=2, **kwargs):
+    def __init__(self, outputs, units=256, n_layers=3, n_frequencies=2, condition_width=1, **kwargs):
         super().__init__(**kwargs)
         self.outputs, self.units, self.n_layers = int(outputs), int(units), int(n_layers)
-        self.n_frequencies = int(n_frequencies)
+        self.n_frequencies, self.condition_width = int(n_frequencies), int(condition_width)
         self.hidden = [keras.layers.Dense(self.units, activation="silu", name=f"hidden_{i}")
                        for i in range(self.n_layers)]
         self.out = keras.layers.Dense(self.outputs, kernel_initializer="zeros", name="out")
 
     def build(self, x1_shape, condition_shape=None):
-        width = x1_shape[-1] + 1 + 2 * self.n_frequencies
+        width = x1_shape[-1] + self.condition_width + 2 * self.n_frequencies
         for layer in self.hidden:
             layer.build((None, width))
             width = self.units
         self.out.build((None, width))
 
     def call(self, x1, condition):
-        h = ops.concatenate([x1, fourier_features(condition, self.n_frequencies)], axis=-1)
+        parts = [x1, fourier_features(condition[:, :1], self.n_frequencies)]
+        if self.condition_width > 1:  # further conditions (a two-stage flow's layer energies) enter as they are
+            parts.append(condition[:, 1:])
+        h = ops.concatenate(parts, axis=-1)
         for layer in self.hidden:
             h = layer(h)
         return self.out(h)
 
     def get_config(self):
         return {**super().get_config(), "outputs": self.outputs, "units": self.units, "n_layers": self.n_layers,
-                "n_frequencies": self.n_frequencies}
+                "n_frequencies": self.n_frequencies, "condition_width": self.condition_width}
 
 
 @keras.saving.register_keras_serializable(package="caloedu")
@@ -126,7 +129,7 @@ class CouplingBlock(keras.layers.Layer):
     """
 
     def __init__(self, n_features, coupling="spline", units=256, n_layers=3, n_frequencies=2, n_bins=8,
-                 bound=5.0, clamp=2.0, **kwargs):
+                 bound=5.0, clamp=2.0, condition_width=1, **kwargs):
         super().__init__(**kwargs)
         if coupling not in COUPLINGS:
             raise ValueError(f"Unknown coupling {coupling!r}; choose one of {', '.join(COUPLINGS)}.")
@@ -135,14 +138,15 @@ class CouplingBlock(keras.layers.Layer):
         self.n_features, self.coupling = int(n_features), coupling
         self.units, self.n_layers, self.n_frequencies = int(units), int(n_layers), int(n_frequencies)
         self.n_bins, self.bound, self.clamp = int(n_bins), float(bound), float(clamp)
+        self.condition_width = int(condition_width)
         self.n_untouched = self.n_features // 2
         self.n_transformed = self.n_features - self.n_untouched
         per_feature = spline_parameter_count(self.n_bins) if coupling == "spline" else 2
         self.subnet = CouplingSubnet(self.n_transformed * per_feature, self.units, self.n_layers,
-                                     self.n_frequencies, name="subnet")
+                                     self.n_frequencies, self.condition_width, name="subnet")
 
     def build(self, x_shape=None, condition_shape=None):
-        self.subnet.build((None, self.n_untouched), (None, 1))
+        self.subnet.build((None, self.n_untouched), (None, self.condition_width))
 
     def call(self, x, condition, inverse=False):
         x1, x2 = x[:, :self.n_untouched], x[:, self.n_untouched:]
@@ -160,7 +164,8 @@ class CouplingBlock(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "n_features": self.n_features, "coupling": self.coupling,
                 "units": self.units, "n_layers": self.n_layers, "n_frequencies": self.n_frequencies,
-                "n_bins": self.n_bins, "bound": self.bound, "clamp": self.clamp}
+                "n_bins": self.n_bins, "bound": self.bound, "clamp": self.clamp,
+                "condition_width": self.condition_width}
 
 
 @keras.saving.register_keras_serializable(package="caloedu")
@@ -220,12 +225,12 @@ class CouplingFlow(keras.layers.Layer):
     """
 
     def __init__(self, n_features, n_blocks=8, coupling="spline", units=256, n_layers=3, n_frequencies=2,
-                 n_bins=8, bound=5.0, clamp=2.0, **kwargs):
+                 n_bins=8, bound=5.0, clamp=2.0, condition_width=1, **kwargs):
         super().__init__(**kwargs)
         self.n_features, self.n_blocks = int(n_features), int(n_blocks)
         self.block_options = dict(coupling=coupling, units=int(units), n_layers=int(n_layers),
                                   n_frequencies=int(n_frequencies), n_bins=int(n_bins), bound=float(bound),
-                                  clamp=float(clamp))
+                                  clamp=float(clamp), condition_width=int(condition_width))
         self.steps = [ActNorm(self.n_features, name="actnorm")]
         for i in range(self.n_blocks):
             self.steps.append(FixedPermutation(self.n_features, seed=i, name=f"permutation_{i}"))
@@ -233,7 +238,7 @@ class CouplingFlow(keras.layers.Layer):
 
     def build(self, x_shape=None, condition_shape=None):
         for step in self.steps:
-            step.build((None, self.n_features), (None, 1))
+            step.build((None, self.n_features), (None, self.block_options["condition_width"]))
 
     def call(self, x, condition):
         log_det = ops.zeros_like(x[:, 0])
@@ -257,3 +262,50 @@ class CouplingFlow(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "n_features": self.n_features, "n_blocks": self.n_blocks,
                 **self.block_options}
+
+
+@keras.saving.register_keras_serializable(package="caloedu")
+class TwoStageFlow(keras.layers.Layer):
+    """CaloFlow's two flows as one triangular map (Krause & Shih 2021): the first ``n_scalars`` features (the
+    u-variables of the layer energies) go through a small flow conditioned on E_inc, the others (the voxels)
+    through a flow conditioned on E_inc and on those scalars. log |det| is the sum of the two flows'.
+
+    Same interface as `CouplingFlow`: ``call(x, condition)`` -> (z, log |det dz/dx|), ``inverse(z, condition)``
+    (the scalars first, then the voxels given them), ``log_prob(x, condition)``. ``scalar_options`` and
+    ``voxel_options`` are `CouplingFlow`'s arguments for each (``n_blocks``, ``units``, ...).
+    """
+
+    def __init__(self, n_features, n_scalars, scalar_options=None, voxel_options=None, **kwargs):
+        super().__init__(**kwargs)
+        self.n_features, self.n_scalars = int(n_features), int(n_scalars)
+        if not 2 <= self.n_scalars <= self.n_features - 2:
+            raise ValueError(f"A two-stage flow needs at least 2 scalars and 2 other features, got {self.n_scalars} "
+                             f"scalars of {self.n_features} features.")
+        self.scalar_options, self.voxel_options = dict(scalar_options or {}), dict(voxel_options or {})
+        self.scalar_flow = CouplingFlow(self.n_scalars, name="scalar_flow", **self.scalar_options)
+        self.voxel_flow = CouplingFlow(self.n_features - self.n_scalars, condition_width=1 + self.n_scalars,
+                                       name="voxel_flow", **self.voxel_options)
+
+    def build(self, x_shape=None, condition_shape=None):
+        self.scalar_flow.build()
+        self.voxel_flow.build()
+
+    def call(self, x, condition):
+        scalars, voxels = x[:, :self.n_scalars], x[:, self.n_scalars:]
+        z_scalars, log_det_scalars = self.scalar_flow(scalars, condition)
+        z_voxels, log_det_voxels = self.voxel_flow(voxels, ops.concatenate([condition, scalars], axis=-1))
+        return ops.concatenate([z_scalars, z_voxels], axis=-1), log_det_scalars + log_det_voxels
+
+    def inverse(self, z, condition):
+        scalars, log_det_scalars = self.scalar_flow.inverse(z[:, :self.n_scalars], condition)
+        voxels, log_det_voxels = self.voxel_flow.inverse(z[:, self.n_scalars:],
+                                                         ops.concatenate([condition, scalars], axis=-1))
+        return ops.concatenate([scalars, voxels], axis=-1), log_det_scalars + log_det_voxels
+
+    def log_prob(self, x, condition):
+        z, log_det = self(x, condition)
+        return standard_normal_log_prob(z) + log_det
+
+    def get_config(self):
+        return {**super().get_config(), "n_features": self.n_features, "n_scalars": self.n_scalars,
+                "scalar_options": self.scalar_options, "voxel_options": self.voxel_options}
