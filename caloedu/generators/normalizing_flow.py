@@ -18,6 +18,11 @@ dequantised showers (each empty voxel E_thr u, u ~ U(0, 1], fresh noise each ``f
 empty voxel would sit at one value, a spike of infinite density that maximum likelihood chases instead of the
 showers. The gap keeps the flow's smooth density between "empty" and "hit" from becoming small spurious hits
 (the README's results section has what it changed).
+
+The flow has two stages by default (``scalar_blocks``, CaloFlow's flow I and flow II, arXiv:2106.05285): a small
+flow of the 12 u-variables given E_inc, then the voxel flow given E_inc and the u-variables (`TwoStageFlow`).
+One triangular map, so the likelihood is still exact; the voxel flow knows each layer's energy instead of
+having to learn it back from a random half of the features.
 """
 
 import dataclasses

@@ -13,6 +13,7 @@ from caloedu.layers.coupling import (
     CouplingFlow,
     CouplingSubnet,
     FixedPermutation,
+    TwoStageFlow,
     affine_forward,
     affine_inverse,
     conditional_coupling_forward,
@@ -34,5 +35,5 @@ __all__ = [
     "fourier_features", "FourierFeatures", "ConditionEmbedding", "FiLMResidualBlock",
     "affine_forward", "affine_inverse", "standard_normal_log_prob", "permute", "inverse_permutation",
     "conditional_coupling_forward", "CouplingSubnet", "CouplingBlock", "FixedPermutation", "ActNorm", "CouplingFlow",
-    "rational_quadratic_spline",
+    "TwoStageFlow", "rational_quadratic_spline",
 ]

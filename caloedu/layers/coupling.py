@@ -8,7 +8,8 @@ element-wise derivatives, log |det J| = sum over x2 of log |dy2/dx2|, O(D) inste
 needs the same subnetwork output, computed from y1 = x1, so it is exact and costs one pass too.
 
 Between blocks a fixed permutation (`permute`) moves other features into the untouched half; `ActNorm` is a
-learned per-feature scale and shift. Every layer's ``call(x, condition, inverse=False)`` returns
+learned per-feature scale and shift. `CouplingFlow` stacks them; `TwoStageFlow` chains two, CaloFlow's way: the
+layer energies first, then the voxels given them. Every layer's ``call(x, condition, inverse=False)`` returns
 (y (B, D), log_det (B,)): the log |det| of the direction applied, so a flow adds them up either way.
 
 The functions (``affine_forward``, ``affine_inverse``, ``standard_normal_log_prob``, ``permute``,
