@@ -108,7 +108,7 @@ class NormalizingFlowGenerator(ShowerGenerator):
     sampling_options_class = NormalizingFlowSampling
     loss_names = ("nll",)
     trains_on_dequantized = True
-    smoke_options = dict(n_blocks=2, units=16, subnet_layers=1, n_bins=4)
+    smoke_options = dict(n_blocks=2, scalar_blocks=1, units=16, subnet_layers=1, n_bins=4)
 
     def build_networks(self):
         options = self.options
