@@ -45,12 +45,12 @@ class NormalizingFlowOptions(GeneratorOptions):
     coupling: str = option(
         "spline", "the coupling blocks' element-wise map: rational-quadratic 'spline' (Durkan et al. 2019, "
                   "CaloINN) or 'affine' (RealNVP)", COUPLINGS)
-    n_blocks: int = option(6, "coupling blocks, each after a fixed random permutation (CaloINN: 12)")
+    n_blocks: int = option(8, "coupling blocks, each after a fixed random permutation (CaloINN: 12)")
     scalar_blocks: int = option(
         4, "CaloFlow's two stages: a flow of this many blocks (64 units) for the u-variables of the layer "
            "energies, then the n_blocks of the voxels conditioned on them; 0 (or a representation without "
            "u-variables): one flow of all features")
-    units: int = option(128, "width of each block's subnetwork (CaloINN: 256)")
+    units: int = option(96, "width of each block's subnetwork (CaloINN: 256)")
     subnet_layers: int = option(2, "hidden layers of each block's subnetwork (CaloINN: 4 x 256)")
     n_bins: int = option(6, "spline bins on [-bound, bound] (CaloINN: 10)")
     bound: float = option(5.0, "the spline acts on [-bound, bound] of the standardised features, the identity "
