@@ -150,6 +150,14 @@ VOXEL_RECIPES = {
                    "'energy-sqrt' with empty voxels at 0 and hits one spread higher; below that gap reads empty"),
 }
 REPRESENTATIONS = (*VOXEL_RECIPES, "point-cloud")
+# the recipes that map a shower one to one onto its features (``has_density``), the likelihood families' choices
+DENSITY_RECIPES = ("inn-gap", "inn-ratios", "voxel-ratios", "log-ratios")
+
+
+def density_recipes_sentence():
+    """'inn-gap', 'inn-ratios', ... or 'log-ratios': the recipes with a density, for error messages."""
+    quoted = [f"'{name}'" for name in DENSITY_RECIPES]
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 ONE_TO_ONE_RATIOS = ("inn-ratios", "inn-gap")  # recipes that leave one share per layer out (VoxelLayout.dropped_per_layer)
 
 
@@ -197,8 +205,7 @@ class Representation:
         self._require_fitted()
         if not self.has_density:
             raise ValueError(f"The '{self.name}' representation does not map a shower one to one onto its features, "
-                             "so a likelihood in MeV space is not defined for it; use 'inn-gap', 'inn-ratios', 'voxel-ratios' "
-                             "or 'log-ratios'.")
+                             f"so a likelihood in MeV space is not defined for it; use {density_recipes_sentence()}.")
         return _in_chunks(self.transform.log_det_jacobian, showers, incident_energies, self.geometry.n_voxels)
 
     def get_state(self):

@@ -42,9 +42,8 @@ What the base does (once, for every family):
   *dequantised* shower: every empty voxel (0, below the readout threshold E_thr) is replaced by E_thr u with
   u ~ U(0, 1], the same definition for every family. Equivalently, log P(which voxels are empty, the hit
   energies) >= E_u[log_prob] + n_empty ln(E_thr / MeV). It adds the representation's log |det dx / dE|, so it
-  needs a representation with a density ('inn-gap', 'inn-ratios', 'voxel-ratios', 'log-ratios'; the 'energy-*'
-  recipes have
-  redundant features and none).
+  needs a representation with a density (`caloedu.data.representation.DENSITY_RECIPES`; the 'energy-*' recipes
+  have redundant features and none).
 
 What a family implements:
 
@@ -70,7 +69,7 @@ import numpy as np
 
 from caloedu.data.checks import check_energy_units, check_incident_energies, check_positive_int, check_showers
 from caloedu.data.geometry import CalorimeterGeometry
-from caloedu.data.representation import dequantize, make_representation
+from caloedu.data.representation import density_recipes_sentence, dequantize, make_representation
 from caloedu.data.transforms import LogEnergyCondition
 from caloedu.generators.callbacks import NaNGuard
 from caloedu.generators.ema import holding, update_moving_average, warmed_up_momentum
@@ -380,7 +379,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         if not self.representation.has_density:
             raise ValueError(f"log_prob needs a representation with a density in MeV space, and "
                              f"'{self.options.preprocessing}' has redundant features; train with preprocessing "
-                             "'inn-gap', 'inn-ratios', 'voxel-ratios' or 'log-ratios'.")
+                             f"{density_recipes_sentence()}.")
         self._require_fitted()
         incident_energies = check_incident_energies(incident_energies)
         showers = check_showers(showers, self.geometry, len(incident_energies))

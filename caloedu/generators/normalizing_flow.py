@@ -29,11 +29,11 @@ import dataclasses
 
 import keras
 
+from caloedu.data.representation import DENSITY_RECIPES
 from caloedu.generators.base import ShowerGenerator
 from caloedu.generators.options import GeneratorOptions, SamplingOptions, option
 from caloedu.layers.coupling import COUPLINGS, CouplingFlow, TwoStageFlow
 
-DENSITY_RECIPES = ("inn-gap", "inn-ratios", "voxel-ratios", "log-ratios")  # one-to-one representations (have a density)
 
 
 @dataclasses.dataclass

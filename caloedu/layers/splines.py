@@ -19,6 +19,8 @@ import math
 
 from keras import ops
 
+from caloedu.layers.attention import stable_softmax
+
 MIN_BIN_WIDTH = 1e-3  # of the interval's width, so no bin collapses
 MIN_BIN_HEIGHT = 1e-3
 MIN_DERIVATIVE = 1e-3
@@ -30,17 +32,11 @@ def spline_parameter_count(n_bins):
     return 3 * n_bins - 1
 
 
-def _softmax(values):
-    """Softmax over the last axis, written out: torch's own kernel is slow over so short an axis (K bins), about
-    4x slower than these four element-wise operations on a CPU, and it is the spline's largest cost."""
-    exponentials = ops.exp(values - ops.max(values, axis=-1, keepdims=True))
-    return exponentials / ops.sum(exponentials, axis=-1, keepdims=True)
-
-
 def _knots(unnormalised, bound, minimum):
     """(..., K) unnormalised -> bin sizes (..., K) and knot positions (..., K + 1) from -bound to bound."""
     n_bins = ops.shape(unnormalised)[-1]
-    sizes = minimum + (1.0 - minimum * n_bins) * _softmax(unnormalised)
+    # the written-out softmax: torch's own kernel over so short an axis (K bins) is about 4x slower on a CPU
+    sizes = minimum + (1.0 - minimum * n_bins) * stable_softmax(unnormalised)
     inner = 2.0 * bound * ops.cumsum(sizes[..., :-1], axis=-1) - bound
     edge = ops.full_like(inner[..., :1], bound)
     # the end knots are -bound and bound exactly, so rounding cannot leave a gap before a tail
