@@ -101,7 +101,9 @@ def test_keras_file_samples_the_same_and_resumes_with_every_optimizers_state(nam
     steps = int(to_numpy(loaded.training_steps))
     loaded.fit(*showers, epochs=1, batch_size=100, verbose=0)
     assert int(to_numpy(loaded.training_steps)) == steps + 3
-    assert all(int(o.iterations) == iterations[key] + 3 for key, o in loaded.optimizers.items()), \
+    # Each optimizer goes on from its saved count (a reset would go back to 0); a family may step one less
+    # often than once a batch (a GAN's generator, once per n_critic critic steps), but in 3 batches at least once.
+    assert all(1 <= int(o.iterations) - iterations[key] <= 3 for key, o in loaded.optimizers.items()), \
         "every optimizer must go on from its saved step count"
 
 

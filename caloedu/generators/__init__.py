@@ -14,6 +14,8 @@ Where things are:
     velocity.py       the flow-matching networks (MLP, layer transformer, ring mean field)
     ode.py            euler_step, midpoint_step, rk4_step, integrate
     normalizing_flow.py  NormalizingFlowGenerator ("normalizing-flow"): coupling flows (caloedu.layers.coupling)
+    adversarial.py    the WGAN-GP losses: critic, generator, gradient penalty, feature and response matching
+    wgan_gp.py        WGANGPGenerator ("wgan-gp"): a conditional WGAN-GP on voxel features
 
 A new family is one file here (or one small folder): its options dataclass, its networks
 (``build_networks``), its losses (``compute_losses``, or ``train_batch`` with several optimizers), its
@@ -35,6 +37,9 @@ _EXPORTS = {
     "flow_matching": ("FlowMatchingGenerator", "FlowMatchingOptions", "cfm_loss", "cfm_data_loss"),
     "velocity": ("MLPVelocity", "LayerTransformerVelocity", "RingMeanFieldVelocity"),
     "normalizing_flow": ("NormalizingFlowGenerator", "NormalizingFlowOptions"),
+    "adversarial": ("wasserstein_critic_loss", "wasserstein_generator_loss", "interpolate", "gradient_penalty",
+                    "feature_matching_loss", "response_matching_loss"),
+    "wgan_gp": ("WGANGPGenerator", "WGANGPOptions", "VoxelGeneratorMLP", "VoxelCritic"),
     "ode": ("SOLVERS", "integrate", "euler_step", "midpoint_step", "rk4_step"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

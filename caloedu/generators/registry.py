@@ -13,6 +13,7 @@ import importlib
 FAMILIES = {
     "flow-matching": "caloedu.generators.flow_matching:FlowMatchingGenerator",
     "normalizing-flow": "caloedu.generators.normalizing_flow:NormalizingFlowGenerator",
+    "wgan-gp": "caloedu.generators.wgan_gp:WGANGPGenerator",
 }
 
 
