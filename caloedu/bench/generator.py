@@ -35,7 +35,8 @@ def register(subparsers):
         parser.add_argument("--n-train", type=int, default=100_000, help="simulated training showers (default: 100000)")
         parser.add_argument("--n-test", type=int, default=20_000,
                             help="held-out simulated showers, as many generated (default: 20000)")
-        parser.add_argument("--batch-size", type=int, default=256)
+        parser.add_argument("--batch-size", type=int, default=None,
+                            help="showers per training batch (default: the family's, 256 for most)")
         parser.add_argument("--classifier-protocol", choices=("caloedu", "calochallenge"), default="caloedu",
                             help="caloedu (default; stricter, not comparable with published AUCs) or calochallenge "
                                  "(evaluate.py exactly; comparable with published AUCs, slow on a CPU)")
@@ -91,7 +92,8 @@ def run(args):
           f"in {time.perf_counter() - start:.1f} s")
 
     start = time.perf_counter()
-    history = generator.fit(*train, epochs=100_000, batch_size=args.batch_size, callbacks=[budget], verbose=2)
+    history = generator.fit(*train, epochs=100_000, batch_size=args.batch_size or generator.default_batch_size,
+                            callbacks=[budget], verbose=2)
     seconds = time.perf_counter() - start
     seen = int(generator.showers_seen)
     final = ", ".join(f"{name} {values[-1]:.4f}" for name, values in history.history.items())
@@ -128,6 +130,15 @@ def report_sampling_and_quality(generator, test, args):
     t_one = time_per_shower(lambda e: generator.sample(e, batch_size=1), test[0][:10], batch_size=1, repeats=3) / 1e3
     print(f"sampled {n_test} showers; time per shower ({caloedu.runtime.device().type}): "
           f"batch 1 {t_one * 1e3:.2f} ms, batch {batch} {t_batch * 1e3:.3f} ms")
+    # the network's share: the same sampling without undoing the representation (for point clouds: without
+    # binning the hits into voxels)
+    f_one = time_per_shower(lambda e: generator.sample_features(e, batch_size=1), test[0][:10], batch_size=1,
+                            repeats=3)
+    f_batch = time_per_shower(lambda e: generator.sample_features(e, batch_size=batch), test[0][:batch],
+                              batch_size=batch, repeats=1, warmup=0)
+    print(f"without undoing the {generator.representation.name} representation"
+          f"{' (voxelisation)' if generator.representation.kind == 'point-cloud' else ''}: batch 1 {f_one:.2f} ms, "
+          f"batch {batch} {f_batch:.3f} ms per shower")
     if args.compare_sampling != "none" and generator.family != args.compare_sampling:
         report_reference_sampling(args.compare_sampling, geometry, test, batch, t_one, t_batch)
 

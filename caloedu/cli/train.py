@@ -32,7 +32,8 @@ def register(subparsers):
     parser.add_argument("--showers", type=float, default=None,
                         help="budget in training showers seen in this run (e.g. 1.6e6): reproduces a run on any "
                              "machine")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="showers per training batch (default: the family's, 256 for most)")
     parser.add_argument("--validation-split", type=float, default=0.0)
     parser.add_argument("--resume", action="store_true", help="continue training the model already in --output")
     parser.add_argument("--seed", type=int, default=None, help="seeds Python, NumPy, torch and the generator")
@@ -66,7 +67,7 @@ def check_arguments(args):
         raise ValueError(f"--minutes must be positive, got {args.minutes}.")
     if args.showers is not None and args.showers < 1:
         raise ValueError(f"--showers must be at least 1, got {args.showers:g}.")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
     if args.output is None:
         raise ValueError("-o/--output is required: the .keras file to write.")
@@ -128,7 +129,8 @@ def run(args):
     # A progress bar redrawn with carriage returns fills a batch job's log file: one line per epoch there.
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     seen_before = int(generator.showers_seen)
-    history = generator.fit(incident_energies, showers, epochs=epochs, batch_size=args.batch_size,
+    history = generator.fit(incident_energies, showers, epochs=epochs,
+                            batch_size=args.batch_size or generator.default_batch_size,
                             validation_split=args.validation_split, callbacks=[budget] if budget else [],
                             verbose=verbose, check_units=False)  # the file was checked (or trusted) above
     save_atomically(generator.save, args.output)

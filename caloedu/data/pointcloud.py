@@ -80,12 +80,22 @@ def showers_to_hits(showers, geometry, seed=None, max_hits=None):
     return hits, mask
 
 
-def hits_to_showers(hits, mask, geometry):
-    """Bin hits (cell units, as `showers_to_hits` makes them) back into voxels, summing energies.
+COLLISIONS = ("sum", "move")
+
+
+def hits_to_showers(hits, mask, geometry, collisions="sum"):
+    """Bin hits (cell units, as `showers_to_hits` makes them) back into voxels.
 
     Coordinates outside a layer's bins are clipped into its edge bins; hits in empty layers are lost.
+    ``collisions``: what happens to hits of one shower that land in the same voxel: "sum" adds their energies
+    (the voxel then counts once); "move" keeps one hit per voxel, as a simulated shower has: hits claim their
+    voxels in order of energy, and a hit whose voxel is taken moves to the nearest free voxel of its layer
+    (nearest in the transverse plane; it stays, and adds up, when its layer is full). A generator draws n hits
+    for n hit voxels; with "sum" its showers have fewer.
     Returns (N, n_voxels) float64 MeV.
     """
+    if collisions not in COLLISIONS:
+        raise ValueError(f"Unknown collisions {collisions!r}; choose one of {', '.join(COLLISIONS)}.")
     hits = np.asarray(hits, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool)
     n = len(hits)
@@ -98,9 +108,50 @@ def hits_to_showers(hits, mask, geometry):
     r = np.clip(np.floor(points[:, 2]).astype(np.int64), 0, np.maximum(n_r - 1, 0))
     keep = n_r > 0
     voxel = geometry.layer_boundaries[layer] + alpha * n_r + r
+    if collisions == "move":
+        voxel = _move_collisions(voxel, shower_index, points, layer, keep, geometry)
     flat = shower_index[keep] * geometry.n_voxels + voxel[keep]
     showers = np.bincount(flat, weights=points[keep, 3], minlength=n * geometry.n_voxels)
     return showers.reshape(n, geometry.n_voxels)
+
+
+def _transverse_positions(points, geometry, layer):
+    """(x, y) in radial-bin units of hits (cell-unit coordinates) and of the voxel centres of ``layer``."""
+    n_alpha = geometry.n_alpha[layer]
+    angle, radius = 2 * np.pi * points[:, 1] / n_alpha, points[:, 2]
+    return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+
+
+def _move_collisions(voxel, shower_index, points, layer, keep, geometry):
+    """``voxel`` (n_hits,) with every shower's voxels made unique where its layer has room (see
+    `hits_to_showers`): the hit of highest energy keeps a voxel, the others move to the nearest free one."""
+    voxel = voxel.copy()
+    cells = {}  # layer -> (first voxel, transverse centres of its voxels (n, 2))
+    order = np.lexsort((-points[:, 3], shower_index))  # by shower, then by energy, highest first
+    starts = np.flatnonzero(np.r_[True, np.diff(shower_index[order]) != 0, True])
+    for begin, end in zip(starts[:-1], starts[1:]):
+        rows = order[begin:end][keep[order[begin:end]]]
+        _, first = np.unique(voxel[rows], return_index=True)
+        movers = np.setdiff1d(np.arange(len(rows)), first)
+        if not len(movers):
+            continue
+        taken = set(voxel[rows[first]].tolist())
+        for row in rows[np.sort(movers)]:  # in order of energy
+            lay = int(layer[row])
+            if lay not in cells:
+                n_r, n_alpha = int(geometry.n_radial[lay]), int(geometry.n_alpha[lay])
+                a, r = np.meshgrid(np.arange(n_alpha) + 0.5, np.arange(n_r) + 0.5, indexing="ij")  # r fastest
+                centres = _transverse_positions(np.stack([np.zeros(a.size), a.ravel(), r.ravel()], 1), geometry, lay)
+                cells[lay] = (int(geometry.layer_boundaries[lay]), centres)
+            first_voxel, centres = cells[lay]
+            free = np.array([v not in taken for v in range(first_voxel, first_voxel + len(centres))])
+            if not free.any():
+                continue  # the layer is full: the hit adds to its voxel
+            position = _transverse_positions(points[row:row + 1], geometry, lay)[0]
+            distance = np.where(free, np.sum((centres - position) ** 2, axis=1), np.inf)
+            voxel[row] = first_voxel + int(np.argmin(distance))
+            taken.add(int(voxel[row]))
+    return voxel
 
 
 @register_transform
@@ -164,8 +215,9 @@ class PointCloudTransform(Transform):
         points = (self._unscaled(hits, mask) - self.mean) / self.std
         return PointCloud(np.where(mask[..., None], points, 0.0), mask)
 
-    def inverse(self, cloud, incident_energies=None):
-        """A `PointCloud` (or a (points, mask) pair) -> (N, n_voxels) MeV showers (hits in one voxel add up)."""
+    def inverse(self, cloud, incident_energies=None, collisions="sum"):
+        """A `PointCloud` (or a (points, mask) pair) -> (N, n_voxels) MeV showers; ``collisions`` as in
+        `hits_to_showers` (by default hits in one voxel add up)."""
         self._check_fitted()
         points, mask = cloud
         values = np.asarray(points, dtype=np.float64) * self.std + self.mean
@@ -174,7 +226,7 @@ class PointCloudTransform(Transform):
         hits[..., :3] = (x - self.alpha) / (1.0 - 2.0 * self.alpha) * self._extent
         energies = special.inv_boxcox(values[..., 3], self.boxcox_lambda)
         hits[..., 3] = np.where(np.isfinite(energies), np.maximum(energies, 0.0), 0.0)  # outside Box-Cox's range
-        return hits_to_showers(hits, mask, self.geometry)
+        return hits_to_showers(hits, mask, self.geometry, collisions)
 
     def get_config(self):
         return {

@@ -286,11 +286,12 @@ class PointCloudRepresentation(Representation):
             points[rows], mask[rows] = self.transform.forward(showers[rows], seed=rng)
         return PointCloud(points, mask)
 
-    def inverse(self, incident_energies, features):
-        """A `PointCloud` (or a (points, mask) pair) -> showers (N, n_voxels) float32 MeV."""
+    def inverse(self, incident_energies, features, collisions="sum"):
+        """A `PointCloud` (or a (points, mask) pair) -> showers (N, n_voxels) float32 MeV; ``collisions``: what
+        hits in one voxel do (`caloedu.data.pointcloud.hits_to_showers`)."""
         self._require_fitted()
         points, mask = features
-        return self.transform.inverse(PointCloud(points, mask)).astype(np.float32)
+        return self.transform.inverse(PointCloud(points, mask), collisions=collisions).astype(np.float32)
 
 
 def make_representation(name, geometry, logit_alpha=1e-6, threshold_mev=DS2_THRESHOLD_MEV, state=None):

@@ -16,6 +16,7 @@ Where things are:
     normalizing_flow.py  NormalizingFlowGenerator ("normalizing-flow"): coupling flows (caloedu.layers.coupling)
     adversarial.py    the WGAN-GP losses: critic, generator, gradient penalty, feature and response matching
     wgan_gp.py        WGANGPGenerator ("wgan-gp"): a conditional WGAN-GP on voxel features
+    mdma.py           MDMAGenerator ("mdma"): the mean-field attention GAN on point clouds (caloedu.layers.mean_field)
 
 A new family is one file here (or one small folder): its options dataclass, its networks
 (``build_networks``), its losses (``compute_losses``, or ``train_batch`` with several optimizers), its
@@ -40,6 +41,7 @@ _EXPORTS = {
     "adversarial": ("wasserstein_critic_loss", "wasserstein_generator_loss", "interpolate", "gradient_penalty",
                     "feature_matching_loss", "response_matching_loss"),
     "wgan_gp": ("WGANGPGenerator", "WGANGPOptions", "VoxelGeneratorMLP", "VoxelCritic"),
+    "mdma": ("MDMAGenerator", "MDMAOptions", "multiplicity_table", "MultiplicityBatches"),
     "ode": ("SOLVERS", "integrate", "euler_step", "midpoint_step", "rk4_step"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

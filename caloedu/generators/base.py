@@ -56,7 +56,9 @@ What a family implements:
   ``sampling_options_class`` lists the options ``sample`` accepts (an ODE solver, say);
 - optionally ``feature_log_prob(x, condition) -> (B,)`` (the likelihood), ``sampler_weights()`` (the weights
   that sampling uses; a GAN's generator), ``adapt(incident_energies, showers)`` (data-dependent state fitted on
-  the first ``fit``), ``representation_kinds`` and ``smoke_options`` (tiny sizes for tests), and ``test_step``
+  the first ``fit``), ``representation_kinds`` and ``smoke_options`` (tiny sizes for tests),
+  ``training_batches`` (its own batches, a `keras.utils.PyDataset`: MDMA groups clouds of similar size) and
+  ``default_batch_size`` (what the CLI and the benches train with), and ``test_step``
   (validation runs ``compute_losses`` under ``torch.no_grad``; losses that need gradients, such as a gradient
   penalty, need their own).
 """
@@ -87,6 +89,13 @@ def _tree_to_numpy(value):
     return keras.ops.convert_to_numpy(value)
 
 
+def _split_rows(x, cut):
+    """(x[:cut], x[cut:]) of an array or of a tuple of arrays (a point cloud's points and mask)."""
+    if isinstance(x, tuple):
+        return tuple(v[:cut] for v in x), tuple(v[cut:] for v in x)
+    return x[:cut], x[cut:]
+
+
 def _concatenate(parts):
     if isinstance(parts[0], tuple):
         return tuple(np.concatenate(items) for items in zip(*parts))
@@ -110,6 +119,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
     representation_kinds = ("voxels",)
     trains_on_dequantized = False  # a likelihood family learns the density of dequantised showers (log_prob's)
     smoke_options = {}  # options for a minimal instance that trains in a second (tests, demos)
+    default_batch_size = 256  # what the CLI and the benches train with unless told (--batch-size)
 
     def __init__(self, geometry, preprocessing_state=None, trained_energy_range=None, **options):
         super().__init__(**{key: options.pop(key) for key in _KERAS_ARGUMENTS if key in options})
@@ -162,6 +172,15 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         """The weights sampling uses (and the EMA averages): all trainable weights by default."""
         return self.trainable_weights
 
+    def inverse_options(self):
+        """Keyword arguments of the representation's ``inverse`` (MDMA: what colliding hits do); none by default."""
+        return {}
+
+    def training_batches(self, x, condition, batch_size, shuffle):
+        """What Keras' ``fit`` trains on: None (Keras cuts the arrays into batches), or a
+        `keras.utils.PyDataset` of (x, condition) batches (MDMA groups point clouds of similar size)."""
+        return None
+
     @classmethod
     def has_likelihood(cls):
         return cls.feature_log_prob is not ShowerGenerator.feature_log_prob
@@ -204,7 +223,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
 
     def postprocess(self, features, incident_energies):
         """Showers (N, n_voxels) float32 MeV from features: the inverse representation, then the readout threshold."""
-        showers = self.representation.inverse(incident_energies, features)
+        showers = self.representation.inverse(incident_energies, features, **self.inverse_options())
         showers[showers < self.options.threshold_mev] = 0.0
         return showers
 
@@ -286,9 +305,18 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
             self.compile()
         guard = NaNGuard()
         self._host_steps = None
-        history = super().fit(x, condition, epochs=epochs, batch_size=batch_size, validation_split=validation_split,
-                              validation_data=validation_data, callbacks=[*(callbacks or []), guard],
-                              verbose=verbose, shuffle=shuffle, initial_epoch=initial_epoch, **kwargs)
+        arguments = dict(epochs=epochs, validation_data=validation_data, callbacks=[*(callbacks or []), guard],
+                         verbose=verbose, initial_epoch=initial_epoch, **kwargs)
+        if validation_split and validation_data is None:  # as Keras does: the last fraction, before shuffling
+            cut = int(len(condition) * (1.0 - validation_split))
+            head, tail = _split_rows(x, cut)
+            x, arguments["validation_data"] = head, (tail, condition[cut:])
+            condition = condition[:cut]
+        batches = self.training_batches(x, condition, batch_size, shuffle)
+        if batches is None:
+            history = super().fit(x, condition, batch_size=batch_size, shuffle=shuffle, **arguments)
+        else:
+            history = super().fit(batches, **arguments)
         guard.raise_if_diverged(self.family or type(self).__name__)
         return history
 
@@ -359,16 +387,26 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         Returns:
             showers (N, n_voxels) float32 MeV, >= 0, zero below ``threshold_mev``.
         """
-        self._require_fitted()
         incident_energies = check_incident_energies(incident_energies)
+        features = self._sample_features(incident_energies, batch_size, seed, progress, options, stacklevel=3)
+        return self.postprocess(features, incident_energies)
+
+    def sample_features(self, incident_energies, batch_size=10_000, seed=None, progress=None, **options):
+        """What ``sample`` generates before the representation is undone: features (N, n_features), or for
+        point clouds (points (N, max_hits, 4), mask); the same seed gives what ``sample`` voxelises. Its time
+        against ``sample``'s is the cost of going back to voxels (``caloedu bench generator`` reports both)."""
+        incident_energies = check_incident_energies(incident_energies)
+        return self._sample_features(incident_energies, batch_size, seed, progress, options, stacklevel=3)
+
+    def _sample_features(self, incident_energies, batch_size, seed, progress, options, stacklevel):
+        self._require_fitted()
         options = self.sampling_options_class.create(f"{self.family}'s sample", **options).as_dict()
         outside = self.energies_outside_training(incident_energies)
         if outside:
-            warnings.warn(outside, stacklevel=2)
+            warnings.warn(outside, stacklevel=stacklevel)
         rng = np.random.default_rng(seed)
-        features = self._map_batches(lambda condition: self.generate(condition, rng, **options),
-                                     [self.condition(incident_energies)], batch_size, progress)
-        return self.postprocess(features, incident_energies)
+        return self._map_batches(lambda condition: self.generate(condition, rng, **options),
+                                 [self.condition(incident_energies)], batch_size, progress)
 
     def log_prob(self, incident_energies, showers, batch_size=10_000, seed=0):
         """log p(shower | E_inc) in nats per shower, a density in MeV^n_voxels of the dequantised shower (the

@@ -14,6 +14,7 @@ FAMILIES = {
     "flow-matching": "caloedu.generators.flow_matching:FlowMatchingGenerator",
     "normalizing-flow": "caloedu.generators.normalizing_flow:NormalizingFlowGenerator",
     "wgan-gp": "caloedu.generators.wgan_gp:WGANGPGenerator",
+    "mdma": "caloedu.generators.mdma:MDMAGenerator",
 }
 
 

@@ -24,6 +24,16 @@ from caloedu.layers.coupling import (
 from caloedu.layers.conditioning import ConditionEmbedding, FiLMResidualBlock, FourierFeatures, fourier_features
 from caloedu.layers.splines import rational_quadratic_spline
 from caloedu.layers.masks import causal_mask, merge_masks, padding_mask
+from caloedu.layers.mean_field import (
+    MDMACriticNetwork,
+    MDMAGeneratorNetwork,
+    MeanFieldAttentionBlock,
+    WeightNormDense,
+    masked_attention_pooling,
+    masked_mean,
+    math_attention,
+    mean_field_pooling,
+)
 from caloedu.layers.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, sinusoidal_encoding
 from caloedu.layers.transformer import FeedForward, TransformerDecoderBlock, TransformerEncoderBlock
 
@@ -36,4 +46,6 @@ __all__ = [
     "affine_forward", "affine_inverse", "standard_normal_log_prob", "permute", "inverse_permutation",
     "conditional_coupling_forward", "CouplingSubnet", "CouplingBlock", "FixedPermutation", "ActNorm", "CouplingFlow",
     "TwoStageFlow", "rational_quadratic_spline",
+    "masked_attention_pooling", "masked_mean", "mean_field_pooling", "math_attention", "WeightNormDense", "MeanFieldAttentionBlock",
+    "MDMAGeneratorNetwork", "MDMACriticNetwork",
 ]
