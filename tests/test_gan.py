@@ -129,3 +129,9 @@ def test_both_generator_networks_sample_showers(architecture, showers):
     # the noise is drawn shower by shower: the batch size changes only float rounding (and so, rarely, a voxel
     # at the threshold: hence an absolute tolerance of a few thresholds)
     np.testing.assert_allclose(generated[:3], gan.sample(showers[0][:3], seed=0, batch_size=2), rtol=1e-3, atol=0.05)
+
+
+def test_response_matching_keeps_a_finite_gradient_when_the_generated_spread_is_zero():
+    fake = torch.full((4,), 1.0, requires_grad=True)
+    response_matching_loss(torch.tensor([0.9, 1.0, 1.1, 1.0]), fake).backward()
+    assert torch.isfinite(fake.grad).all()

@@ -126,3 +126,13 @@ def test_colliding_hits_move_to_the_nearest_free_voxel_of_their_layer():
     assert (crowded > 0).sum() == 80 and crowded.sum() == 161.0
     with pytest.raises(ValueError, match="collisions"):
         hits_to_showers(hits, mask, GEOMETRY, collisions="merge")
+
+
+def test_held_out_showers_with_more_hits_than_any_training_shower_still_become_clouds(trained, showers):
+    energies, raw = showers
+    crowded = raw[:2].copy()
+    crowded[0] = np.where(crowded[0] > 0, crowded[0], 0.05)  # every voxel hit: more than max_hits
+    cloud = trained.representation.forward(energies[:2], crowded, seed=0)
+    assert cloud.points.shape[1] == GEOMETRY.n_voxels > trained.layout.max_hits
+    assert cloud.mask[0].sum() == GEOMETRY.n_voxels and cloud.mask[1].sum() == (raw[1] > 0).sum()
+    np.testing.assert_allclose(trained.representation.inverse(energies[:2], cloud), crowded, rtol=1e-4, atol=1e-6)

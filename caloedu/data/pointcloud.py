@@ -208,10 +208,11 @@ class PointCloudTransform(Transform):
         if self.mean is None or self.boxcox_lambda is None or self.max_hits is None:
             raise ValueError("PointCloudTransform is not fitted: call fit(showers) first.")
 
-    def forward(self, showers, incident_energies=None, seed=None):
-        """(N, n_voxels) MeV -> `PointCloud`: points (N, max_hits, 4) float64 (z, alpha, r, E scaled), mask."""
+    def forward(self, showers, incident_energies=None, seed=None, max_hits=None):
+        """(N, n_voxels) MeV -> `PointCloud`: points (N, L, 4) float64 (z, alpha, r, E scaled), mask (N, L);
+        L = ``max_hits`` (default: the fitted one; it must hold the largest shower)."""
         self._check_fitted()
-        hits, mask = showers_to_hits(showers, self.geometry, seed=seed, max_hits=self.max_hits)
+        hits, mask = showers_to_hits(showers, self.geometry, seed=seed, max_hits=max_hits or self.max_hits)
         points = (self._unscaled(hits, mask) - self.mean) / self.std
         return PointCloud(np.where(mask[..., None], points, 0.0), mask)
 

@@ -274,16 +274,19 @@ class PointCloudRepresentation(Representation):
         return self
 
     def forward(self, incident_energies, showers, seed=None):
-        """(N, n_voxels) MeV -> `PointCloud` (points (N, max_hits, 4) float32, mask (N, max_hits) bool);
-        ``seed`` draws the coordinates' dequantisation noise."""
+        """(N, n_voxels) MeV -> `PointCloud` (points (N, L, 4) float32, mask (N, L) bool), L the fitted
+        ``max_hits`` or, if one of these showers has more hits, its number; ``seed`` draws the coordinates'
+        dequantisation noise."""
         self._require_fitted()
         rng = np.random.default_rng(seed)
-        points = np.empty((len(showers), self.transform.max_hits, len(POINT_FEATURES)), np.float32)
-        mask = np.empty((len(showers), self.transform.max_hits), bool)
-        step = max(1, _CHUNK_VALUES // (self.transform.max_hits * len(POINT_FEATURES)))
+        # held-out showers may have more hits than any training shower: then these clouds are longer
+        length = max(self.transform.max_hits, int((np.asarray(showers) > 0).sum(axis=1).max(initial=0)))
+        points = np.empty((len(showers), length, len(POINT_FEATURES)), np.float32)
+        mask = np.empty((len(showers), length), bool)
+        step = max(1, _CHUNK_VALUES // (length * len(POINT_FEATURES)))
         for start in range(0, len(showers), step):  # float64 hits of one chunk at a time
             rows = slice(start, start + step)
-            points[rows], mask[rows] = self.transform.forward(showers[rows], seed=rng)
+            points[rows], mask[rows] = self.transform.forward(showers[rows], seed=rng, max_hits=length)
         return PointCloud(points, mask)
 
     def inverse(self, incident_energies, features, collisions="sum"):

@@ -86,5 +86,6 @@ def response_matching_loss(real_response, fake_response):
     mean, a resolution too good."""
     real_response = ops.stop_gradient(real_response)
     mean = ops.mean(real_response) - ops.mean(fake_response)
-    std = ops.std(real_response) - ops.std(fake_response)
+    # sqrt(var + epsilon): a generator whose responses are all equal gets a finite gradient (as the penalty's norm)
+    std = ops.sqrt(ops.var(real_response) + PENALTY_EPSILON) - ops.sqrt(ops.var(fake_response) + PENALTY_EPSILON)
     return mean * mean + std * std

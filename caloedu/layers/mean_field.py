@@ -62,7 +62,8 @@ def masked_attention_pooling(query, keys, values, mask):
         query: (B, F) (the mean field).  keys: (B, N, F).  values: (B, N, F_v).  mask: (B, N) bool, True = real.
     Returns:
         pooled (B, F_v) and weights (B, N): 0 on padding, summing to 1 over the real points; both unchanged
-        when the points are permuted (with their mask).
+        when the points are permuted (with their mask). A shower without a real point gets uniform weights
+        over its padding (finite, not NaN; the masked scores are large negative numbers, not -inf).
     """
     pooled, weights = scaled_dot_product_attention(ops.convert_to_tensor(query)[:, None, :], keys, values,
                                                    ops.cast(mask, "bool")[:, None, :])
