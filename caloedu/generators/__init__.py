@@ -15,6 +15,7 @@ Where things are:
     ode.py            euler_step, midpoint_step, rk4_step, integrate
     normalizing_flow.py  NormalizingFlowGenerator ("normalizing-flow"): coupling flows (caloedu.layers.coupling)
     adversarial.py    the WGAN-GP losses: critic, generator, gradient penalty, feature and response matching
+    gan.py            AdversarialGenerator: what the GANs share (two optimizers, the turns of their updates)
     wgan_gp.py        WGANGPGenerator ("wgan-gp"): a conditional WGAN-GP on voxel features
     mdma.py           MDMAGenerator ("mdma"): the mean-field attention GAN on point clouds (caloedu.layers.mean_field)
 
@@ -40,6 +41,7 @@ _EXPORTS = {
     "normalizing_flow": ("NormalizingFlowGenerator", "NormalizingFlowOptions"),
     "adversarial": ("wasserstein_critic_loss", "wasserstein_generator_loss", "interpolate", "gradient_penalty",
                     "feature_matching_loss", "response_matching_loss"),
+    "gan": ("AdversarialGenerator",),
     "wgan_gp": ("WGANGPGenerator", "WGANGPOptions", "VoxelGeneratorMLP", "VoxelCritic"),
     "mdma": ("MDMAGenerator", "MDMAOptions", "multiplicity_table", "MultiplicityBatches"),
     "ode": ("SOLVERS", "integrate", "euler_step", "midpoint_step", "rk4_step"),

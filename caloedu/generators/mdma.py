@@ -41,7 +41,7 @@ from caloedu.generators.adversarial import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from caloedu.generators.base import ShowerGenerator
+from caloedu.generators.gan import AdversarialGenerator
 from caloedu.generators.options import GeneratorOptions, SamplingOptions, option
 from caloedu.layers.mean_field import MDMACriticNetwork, MDMAGeneratorNetwork, math_attention
 
@@ -152,7 +152,7 @@ class MDMASampling(SamplingOptions):
 
 
 @keras.saving.register_keras_serializable(package="caloedu")
-class MDMAGenerator(ShowerGenerator):
+class MDMAGenerator(AdversarialGenerator):
     """MDMA's mean-field attention GAN (the `ShowerGenerator` contract; options in `MDMAOptions`).
 
     Example::
@@ -165,7 +165,6 @@ class MDMAGenerator(ShowerGenerator):
 
     options_class = MDMAOptions
     sampling_options_class = MDMASampling
-    loss_names = ("critic_loss", "generator_loss", "gradient_penalty", "wasserstein")
     representation_kinds = ("point-cloud",)
     default_batch_size = 128  # the point clouds are large: more, smaller steps in a time budget
     smoke_options = dict(units=8, n_blocks=1, critic_blocks=1, n_heads=2, energy_bins=4, buckets=2)
@@ -190,17 +189,6 @@ class MDMAGenerator(ShowerGenerator):
                                                     self.options.energy_bins, self.geometry.n_voxels))
         for network in (self.generator_net, self.critic):
             network.multiplicity.assign(max(float(n_hits.mean()), 1.0))
-
-    def optimizer_weights(self):
-        return {"critic": self.critic.trainable_weights, "generator": self.generator_net.trainable_weights}
-
-    def default_optimizers(self):
-        # seed 001: momentum (beta_1 > 0) failed for the generator, the critic and both
-        return {"critic": keras.optimizers.Adam(self.options.critic_learning_rate, beta_1=0.0),
-                "generator": keras.optimizers.Adam(self.options.generator_learning_rate, beta_1=0.0)}
-
-    def sampler_weights(self):
-        return self.generator_net.trainable_weights
 
     def inverse_options(self):
         return {"collisions": self.options.collisions}
@@ -252,8 +240,10 @@ class MDMAGenerator(ShowerGenerator):
                 "generator_loss": wasserstein_generator_loss(fake_scores), "gradient_penalty": penalty,
                 "wasserstein": distance, "real_field": ops.stop_gradient(real_field)}
 
-    def generator_losses(self, cloud, condition, real_field):
-        """-E[C(G(z))] + mean-field matching + response matching, on clouds with the real ones' masks."""
+    def generator_losses(self, cloud, condition, critic_losses):
+        """-E[C(G(z))] + mean-field matching (against the critic step's ``real_field``) + response matching, on
+        clouds with the real ones' masks."""
+        real_field = critic_losses["real_field"]
         points, mask = cloud
         condition2 = self.network_condition(condition, mask)
         fake = self._fake(mask, condition2)
@@ -265,15 +255,6 @@ class MDMAGenerator(ShowerGenerator):
             loss = loss + self.options.response_weight * response_matching_loss(
                 self.response(points, mask, condition), self.response(fake, mask, condition))
         return loss
-
-    def train_batch(self, cloud, condition):
-        """One critic update; after every ``n_critic``-th, one generator update too."""
-        losses = self.compute_losses(cloud, condition)
-        self.optimizer_step(losses["critic_loss"], "critic")
-        step = self._host_steps if self._host_steps is not None else int(ops.convert_to_numpy(self.training_steps))
-        if (step + 1) % self.options.n_critic == 0:
-            self.optimizer_step(self.generator_losses(cloud, condition, losses["real_field"]), "generator")
-        return losses
 
     # --- sampling ------------------------------------------------------------------------------
     def draw_multiplicity(self, condition, rng):

@@ -32,7 +32,7 @@ from caloedu.generators.adversarial import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from caloedu.generators.base import ShowerGenerator
+from caloedu.generators.gan import AdversarialGenerator
 from caloedu.generators.options import GeneratorOptions, option
 from caloedu.generators.velocity import RingMeanFieldVelocity
 from caloedu.layers.conditioning import FiLMResidualBlock, FourierFeatures
@@ -149,7 +149,7 @@ class WGANGPOptions(GeneratorOptions):
 
 
 @keras.saving.register_keras_serializable(package="caloedu")
-class WGANGPGenerator(ShowerGenerator):
+class WGANGPGenerator(AdversarialGenerator):
     """Conditional WGAN-GP on voxel features (the `ShowerGenerator` contract; options in `WGANGPOptions`).
 
     Example::
@@ -161,7 +161,7 @@ class WGANGPGenerator(ShowerGenerator):
     """
 
     options_class = WGANGPOptions
-    loss_names = ("critic_loss", "generator_loss", "gradient_penalty", "wasserstein")
+    adam_beta_2 = 0.9  # the WGAN-GP paper's
     smoke_options = dict(architecture="mlp", latent_dim=8, units=16, n_blocks=1, critic_units=16, critic_layers=1,
                          n_critic=2)
 
@@ -188,16 +188,6 @@ class WGANGPGenerator(ShowerGenerator):
         self.generator_net.build()
         self.critic = VoxelCritic(layout.n_features, options.critic_units, options.critic_layers, name="critic")
         self.critic.build()
-
-    def optimizer_weights(self):
-        return {"critic": self.critic.trainable_weights, "generator": self.generator_net.trainable_weights}
-
-    def default_optimizers(self):
-        return {"critic": keras.optimizers.Adam(self.options.critic_learning_rate, beta_1=0.0, beta_2=0.9),
-                "generator": keras.optimizers.Adam(self.options.generator_learning_rate, beta_1=0.0, beta_2=0.9)}
-
-    def sampler_weights(self):
-        return self.generator_net.trainable_weights
 
     def noise_shape(self, batch):
         return (batch, self.options.latent_dim if self.architecture == "mlp" else self.layout.n_features)
@@ -232,22 +222,13 @@ class WGANGPGenerator(ShowerGenerator):
                 "generator_loss": wasserstein_generator_loss(fake_scores),
                 "gradient_penalty": penalty, "wasserstein": distance}
 
-    def generator_losses(self, x, condition):
+    def generator_losses(self, x, condition, critic_losses=None):
         """The generator's loss on one batch: -E[C(G(z))] plus ``response_weight`` x response matching."""
         fake = self._fake(condition)
         loss = wasserstein_generator_loss(self.critic(fake, condition))
         if self.options.response_weight:
             loss = loss + self.options.response_weight * response_matching_loss(x[:, 0], fake[:, 0])
         return loss
-
-    def train_batch(self, x, condition):
-        """One critic update on the batch; after every ``n_critic``-th, one generator update too."""
-        losses = self.compute_losses(x, condition)
-        self.optimizer_step(losses["critic_loss"], "critic")
-        step = self._host_steps if self._host_steps is not None else int(ops.convert_to_numpy(self.training_steps))
-        if (step + 1) % self.options.n_critic == 0:
-            self.optimizer_step(self.generator_losses(x, condition), "generator")
-        return losses
 
     # --- sampling ------------------------------------------------------------------------------
     def generate(self, condition, rng):
