@@ -115,18 +115,18 @@ def hits_to_showers(hits, mask, geometry, collisions="sum"):
     return showers.reshape(n, geometry.n_voxels)
 
 
-def _transverse_positions(points, geometry, layer):
-    """(x, y) in radial-bin units of hits (cell-unit coordinates) and of the voxel centres of ``layer``."""
-    n_alpha = geometry.n_alpha[layer]
-    angle, radius = 2 * np.pi * points[:, 1] / n_alpha, points[:, 2]
-    return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+def _transverse_positions(alpha, r, n_alpha):
+    """(x, y) in radial-bin units, (n, 2), of positions at angle ``alpha`` (in angular bins of ``n_alpha``) and
+    radius ``r`` (in radial bins)."""
+    angle = 2 * np.pi * np.asarray(alpha, dtype=np.float64) / n_alpha
+    return np.stack([r * np.cos(angle), r * np.sin(angle)], axis=-1)
 
 
 def _move_collisions(voxel, shower_index, points, layer, keep, geometry):
     """``voxel`` (n_hits,) with every shower's voxels made unique where its layer has room (see
     `hits_to_showers`): the hit of highest energy keeps a voxel, the others move to the nearest free one."""
     voxel = voxel.copy()
-    cells = {}  # layer -> (first voxel, transverse centres of its voxels (n, 2))
+    centres = {}  # layer -> transverse centres of its voxels (n_alpha n_r, 2), in file order (r fastest)
     order = np.lexsort((-points[:, 3], shower_index))  # by shower, then by energy, highest first
     starts = np.flatnonzero(np.r_[True, np.diff(shower_index[order]) != 0, True])
     for begin, end in zip(starts[:-1], starts[1:]):
@@ -135,22 +135,22 @@ def _move_collisions(voxel, shower_index, points, layer, keep, geometry):
         movers = np.setdiff1d(np.arange(len(rows)), first)
         if not len(movers):
             continue
-        taken = set(voxel[rows[first]].tolist())
+        taken = np.zeros(geometry.n_voxels, bool)
+        taken[voxel[rows[first]]] = True
         for row in rows[np.sort(movers)]:  # in order of energy
             lay = int(layer[row])
-            if lay not in cells:
-                n_r, n_alpha = int(geometry.n_radial[lay]), int(geometry.n_alpha[lay])
-                a, r = np.meshgrid(np.arange(n_alpha) + 0.5, np.arange(n_r) + 0.5, indexing="ij")  # r fastest
-                centres = _transverse_positions(np.stack([np.zeros(a.size), a.ravel(), r.ravel()], 1), geometry, lay)
-                cells[lay] = (int(geometry.layer_boundaries[lay]), centres)
-            first_voxel, centres = cells[lay]
-            free = np.array([v not in taken for v in range(first_voxel, first_voxel + len(centres))])
+            if lay not in centres:
+                a, r = np.meshgrid(np.arange(geometry.n_alpha[lay]) + 0.5,
+                                   np.arange(int(geometry.n_radial[lay])) + 0.5, indexing="ij")
+                centres[lay] = _transverse_positions(a.ravel(), r.ravel(), geometry.n_alpha[lay])
+            start = int(geometry.layer_boundaries[lay])
+            free = ~taken[start:start + len(centres[lay])]
             if not free.any():
                 continue  # the layer is full: the hit adds to its voxel
-            position = _transverse_positions(points[row:row + 1], geometry, lay)[0]
-            distance = np.where(free, np.sum((centres - position) ** 2, axis=1), np.inf)
-            voxel[row] = first_voxel + int(np.argmin(distance))
-            taken.add(int(voxel[row]))
+            position = _transverse_positions(points[row, 1], points[row, 2], geometry.n_alpha[lay])
+            distance = np.where(free, np.sum((centres[lay] - position) ** 2, axis=1), np.inf)
+            voxel[row] = start + int(np.argmin(distance))
+            taken[voxel[row]] = True
     return voxel
 
 

@@ -10,6 +10,7 @@ A family sets ``self.critic`` and ``self.generator_net`` in ``build_networks`` a
 import keras
 from keras import ops
 
+from caloedu.generators.adversarial import wasserstein_critic_loss, wasserstein_generator_loss
 from caloedu.generators.base import ShowerGenerator
 
 
@@ -31,6 +32,18 @@ class AdversarialGenerator(ShowerGenerator):
 
     def sampler_weights(self):
         return self.generator_net.trainable_weights
+
+    def interpolation_weights(self, batch):
+        """The gradient penalty's weights (B,): uniform on [0, 1], one per shower."""
+        return keras.random.uniform((batch,), seed=self.seed_generator)
+
+    def critic_losses(self, real_scores, fake_scores, penalty):
+        """The trackers' four numbers from the critic's scores (B,) and the penalty: critic_loss (with the
+        penalty), generator_loss (-E[C(fake)]), gradient_penalty, wasserstein (E[C(real)] - E[C(fake)])."""
+        distance = -wasserstein_critic_loss(real_scores, fake_scores)
+        return {"critic_loss": -distance + self.options.penalty_weight * penalty,
+                "generator_loss": wasserstein_generator_loss(fake_scores), "gradient_penalty": penalty,
+                "wasserstein": distance}
 
     def generator_losses(self, x, condition, critic_losses):
         raise NotImplementedError(f"{type(self).__name__} must give its generator's loss in generator_losses().")

@@ -38,7 +38,6 @@ from caloedu.generators.adversarial import (
     feature_matching_loss,
     gradient_penalty,
     response_matching_loss,
-    wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
 from caloedu.generators.gan import AdversarialGenerator
@@ -46,11 +45,16 @@ from caloedu.generators.options import GeneratorOptions, SamplingOptions, option
 from caloedu.layers.mean_field import MDMACriticNetwork, MDMAGeneratorNetwork, math_attention
 
 
+def energy_bins(condition, n_bins):
+    """The bin (N,) of each condition (log E_inc mapped to [0, 1]) among ``n_bins`` equal bins."""
+    return np.clip((np.asarray(condition).reshape(-1) * n_bins).astype(int), 0, n_bins - 1)
+
+
 def multiplicity_table(condition, n_hits, n_bins, max_hits):
     """p(n | E_inc) as a table (n_bins, max_hits + 1): row b is the distribution of the number of hits of the
     showers whose condition (log E_inc in [0, 1]) falls in bin b; a bin without showers takes its nearest
     neighbour's row."""
-    bins = np.clip((np.asarray(condition).reshape(-1) * n_bins).astype(int), 0, n_bins - 1)
+    bins = energy_bins(condition, n_bins)
     table = np.zeros((n_bins, max_hits + 1))
     np.add.at(table, (bins, np.asarray(n_hits, int)), 1.0)
     filled = np.flatnonzero(table.sum(axis=1))
@@ -232,13 +236,10 @@ class MDMAGenerator(AdversarialGenerator):
             fake = self._fake(mask, condition2)
         real_scores, real_field = self.critic(points, mask, condition2)
         fake_scores, _ = self.critic(fake, mask, condition2)
-        weights = keras.random.uniform((ops.shape(condition)[0],), seed=self.seed_generator)
+        weights = self.interpolation_weights(ops.shape(condition)[0])
         with math_attention():  # the penalty differentiates through the attention twice
             penalty = gradient_penalty(lambda x_hat: self.critic(x_hat, mask, condition2)[0], points, fake, weights)
-        distance = -wasserstein_critic_loss(real_scores, fake_scores)
-        return {"critic_loss": -distance + self.options.penalty_weight * penalty,
-                "generator_loss": wasserstein_generator_loss(fake_scores), "gradient_penalty": penalty,
-                "wasserstein": distance, "real_field": ops.stop_gradient(real_field)}
+        return {**self.critic_losses(real_scores, fake_scores, penalty), "real_field": ops.stop_gradient(real_field)}
 
     def generator_losses(self, cloud, condition, critic_losses):
         """-E[C(G(z))] + mean-field matching (against the critic step's ``real_field``) + response matching, on
@@ -259,11 +260,13 @@ class MDMAGenerator(AdversarialGenerator):
     # --- sampling ------------------------------------------------------------------------------
     def draw_multiplicity(self, condition, rng):
         """Numbers of hits (B,) drawn from p(n | E_inc), one uniform number per shower from ``rng``."""
+        return self._multiplicity_from_uniforms(condition, rng.random(len(np.asarray(condition).reshape(-1))))
+
+    def _multiplicity_from_uniforms(self, condition, u):
+        """Numbers of hits (B,) at the quantiles ``u`` (B,) of p(n | E_inc) (the table read once per batch)."""
         table = ops.convert_to_numpy(self.multiplicity).astype(np.float64)
-        bins = np.clip((np.asarray(condition).reshape(-1) * len(table)).astype(int), 0, len(table) - 1)
-        cumulative = np.cumsum(table[bins], axis=1)
-        u = rng.random(len(bins))[:, None] * cumulative[:, -1:]
-        return np.minimum((cumulative < u).sum(axis=1), self.layout.max_hits)
+        cumulative = np.cumsum(table[energy_bins(condition, len(table))], axis=1)
+        return np.minimum((cumulative < u[:, None] * cumulative[:, -1:]).sum(axis=1), self.layout.max_hits)
 
     def generate(self, condition, rng, random_rotation=True):
         """(points (B, max_hits, 4), mask (B, max_hits)): the number of hits of each shower, then the hits.
@@ -274,8 +277,7 @@ class MDMAGenerator(AdversarialGenerator):
 
         device, batch = condition.device, len(condition)
         streams = [np.random.default_rng(s) for s in rng.integers(2**63, size=batch)]
-        condition_numpy = condition.cpu().numpy()
-        n_hits = np.array([self.draw_multiplicity(condition_numpy[i:i + 1], s)[0] for i, s in enumerate(streams)])
+        n_hits = self._multiplicity_from_uniforms(condition.cpu().numpy(), np.array([s.random() for s in streams]))
         length = max(int(n_hits.max()), 1)
         noise = np.zeros((batch, length, self.options.noise_features), np.float32)
         for i, s in enumerate(streams):

@@ -26,12 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from caloedu.generators.adversarial import (
-    gradient_penalty,
-    response_matching_loss,
-    wasserstein_critic_loss,
-    wasserstein_generator_loss,
-)
+from caloedu.generators.adversarial import gradient_penalty, response_matching_loss, wasserstein_generator_loss
 from caloedu.generators.gan import AdversarialGenerator
 from caloedu.generators.options import GeneratorOptions, option
 from caloedu.generators.velocity import RingMeanFieldVelocity
@@ -215,12 +210,9 @@ class WGANGPGenerator(AdversarialGenerator):
         with torch.no_grad():  # the critic's step: the generator's graph is not needed
             fake = self._fake(condition)
         real_scores, fake_scores = self.critic(x, condition), self.critic(fake, condition)
-        weights = keras.random.uniform((ops.shape(x)[0],), seed=self.seed_generator)  # one per shower
+        weights = self.interpolation_weights(ops.shape(x)[0])
         penalty = gradient_penalty(lambda x_hat: self.critic(x_hat, condition), x, fake, weights)
-        distance = -wasserstein_critic_loss(real_scores, fake_scores)
-        return {"critic_loss": -distance + self.options.penalty_weight * penalty,
-                "generator_loss": wasserstein_generator_loss(fake_scores),
-                "gradient_penalty": penalty, "wasserstein": distance}
+        return self.critic_losses(real_scores, fake_scores, penalty)
 
     def generator_losses(self, x, condition, critic_losses=None):
         """The generator's loss on one batch: -E[C(G(z))] plus ``response_weight`` x response matching."""
