@@ -159,9 +159,8 @@ def report_sampling_and_quality(generator, test, args):
     for group, values in summary.items():
         print(f"  {group:12s} {values['mean']:.4f} / {values['max']:.4f} ({values['worst']})")
     print(f"fraction of voxels hit: simulated {np.mean(test[1] > 0):.3f}, generated {np.mean(generated > 0):.3f}")
-    if generator.has_likelihood() and generator.representation.has_density:
-        log_p = generator.log_prob(*test)
-        print(f"log-likelihood of the held-out showers: {log_p.mean():.1f} nats per shower (dequantised, MeV space)")
+    for line in generator.quality_report(*test):
+        print(line)
 
 
 def report_reference_sampling(family_name, geometry, test, batch, t_one, t_batch):

@@ -145,6 +145,10 @@ VOXEL_RECIPES = {
     "energy-sqrt": (True, lambda g, a, t: [EnergyRatioTransform(g, response_scale=2.0),
                                            ScalarLogitShapePower(g.n_layers, 0.5, a), Standardizer()],
                     "logit u-variables, square root of the layer shares: network errors stay errors in energy"),
+    "energy-shares": (True, lambda g, a, t: [EnergyRatioTransform(g, response_scale=2.0),
+                                             ScalarLogitShapePower(g.n_layers, 1.0, a), Standardizer()],
+                      "logit u-variables, each layer's voxel shares as they are (standardised): what a per-layer "
+                      "softmax reads back (the VAE's 'shares' decoder)"),
     "energy-gap": (True, lambda g, a, t: [EnergyRatioTransform(g, response_scale=2.0),
                                           GappedShapePower(g.n_layers, 0.5, 1.0, a), Standardizer()],
                    "'energy-sqrt' with empty voxels at 0 and hits one spread higher; below that gap reads empty"),

@@ -18,6 +18,8 @@ Where things are:
     gan.py            AdversarialGenerator: what the GANs share (two optimizers, the turns of their updates)
     wgan_gp.py        WGANGPGenerator ("wgan-gp"): a conditional WGAN-GP on voxel features
     mdma.py           MDMAGenerator ("mdma"): the mean-field attention GAN on point clouds (caloedu.layers.mean_field)
+    variational.py    the VAE's pieces: reparameterize, gaussian_kl, negative_elbo, importance_weighted_bound
+    vae.py            VAEGenerator ("vae"): a conditional VAE, Gaussian or per-layer softmax decoder
 
 A new family is one file here (or one small folder): its options dataclass, its networks
 (``build_networks``), its losses (``compute_losses``, or ``train_batch`` with several optimizers), its
@@ -44,6 +46,9 @@ _EXPORTS = {
     "gan": ("AdversarialGenerator",),
     "wgan_gp": ("WGANGPGenerator", "WGANGPOptions", "VoxelGeneratorMLP", "VoxelCritic"),
     "mdma": ("MDMAGenerator", "MDMAOptions", "multiplicity_table", "MultiplicityBatches"),
+    "variational": ("reparameterize", "gaussian_kl", "diagonal_normal_log_prob", "negative_elbo",
+                    "importance_weighted_bound"),
+    "vae": ("VAEGenerator", "VAEOptions"),
     "ode": ("SOLVERS", "integrate", "euler_step", "midpoint_step", "rk4_step"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

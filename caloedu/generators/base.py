@@ -54,7 +54,8 @@ What a family implements:
 - ``generate(condition (B, 1) tensor, rng, **sampling options) -> features`` (a tensor, or a tuple for point
   clouds): one batch of showers in the representation's space, drawing its noise from ``rng`` (numpy);
   ``sampling_options_class`` lists the options ``sample`` accepts (an ODE solver, say);
-- optionally ``feature_log_prob(x, condition) -> (B,)`` (the likelihood), ``sampler_weights()`` (the weights
+- optionally ``feature_log_prob(x, condition) -> (B,)`` (the likelihood; with ``likelihood_is_bound``, a
+  Monte Carlo lower bound that draws from an ``rng`` argument, which ``log_prob`` seeds), ``sampler_weights()`` (the weights
   that sampling uses; a GAN's generator), ``adapt(incident_energies, showers)`` (data-dependent state fitted on
   the first ``fit``), ``representation_kinds`` and ``smoke_options`` (tiny sizes for tests),
   ``training_batches`` (its own batches, a `keras.utils.PyDataset`: MDMA groups clouds of similar size) and
@@ -118,6 +119,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
     loss_names = ("loss",)
     representation_kinds = ("voxels",)
     trains_on_dequantized = False  # a likelihood family learns the density of dequantised showers (log_prob's)
+    likelihood_is_bound = False  # feature_log_prob is a lower bound drawn at random (a VAE's): it takes an rng
     smoke_options = {}  # options for a minimal instance that trains in a second (tests, demos)
     default_batch_size = 256  # what the CLI and the benches train with unless told (--batch-size)
 
@@ -180,6 +182,14 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         """What Keras' ``fit`` trains on: None (Keras cuts the arrays into batches), or a
         `keras.utils.PyDataset` of (x, condition) batches (MDMA groups point clouds of similar size)."""
         return None
+
+    def quality_report(self, incident_energies, showers):
+        """Lines the bench prints about held-out showers beyond the classifier: the log-likelihood for a family
+        with one (a VAE adds its bounds and the KL per latent dimension)."""
+        if not (self.has_likelihood() and self.representation.has_density):
+            return []
+        log_p = self.log_prob(incident_energies, showers)
+        return [f"log-likelihood of the held-out showers: {log_p.mean():.1f} nats per shower (dequantised, MeV space)"]
 
     @classmethod
     def has_likelihood(cls):
@@ -408,9 +418,10 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         return self._map_batches(lambda condition: self.generate(condition, rng, **options),
                                  [self.condition(incident_energies)], batch_size, progress)
 
-    def log_prob(self, incident_energies, showers, batch_size=10_000, seed=0):
+    def log_prob(self, incident_energies, showers, batch_size=10_000, seed=0, **options):
         """log p(shower | E_inc) in nats per shower, a density in MeV^n_voxels of the dequantised shower (the
-        definition is in the module docstring). (N,) float64; ``seed`` draws the dequantisation."""
+        definition is in the module docstring). (N,) float64; ``seed`` draws the dequantisation; ``options``
+        go to the family's ``feature_log_prob`` (a VAE's number of importance samples)."""
         if not self.has_likelihood():
             raise ValueError(f"{self.family} has no likelihood: it learns to sample, not a density. Flows and "
                              "autoregressive models have one, VAEs a bound.")
@@ -423,7 +434,10 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
         showers = check_showers(showers, self.geometry, len(incident_energies))
         dequantized = dequantize(showers, self.representation.threshold_mev, np.random.default_rng(seed))
         x = self.representation.forward(incident_energies, dequantized)
-        log_p = self._map_batches(self.feature_log_prob, [x, self.condition(incident_energies)], batch_size)
+        if self.likelihood_is_bound:  # a Monte Carlo bound draws its samples from the seed too
+            options = {**options, "rng": np.random.default_rng([seed, 1])}
+        log_p = self._map_batches(lambda features, condition: self.feature_log_prob(features, condition, **options),
+                                  [x, self.condition(incident_energies)], batch_size)
         return log_p.astype(np.float64) + self.representation.log_det_jacobian(incident_energies, dequantized)
 
     # --- serialization --------------------------------------------------------------------------------

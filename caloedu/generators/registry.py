@@ -15,6 +15,7 @@ FAMILIES = {
     "normalizing-flow": "caloedu.generators.normalizing_flow:NormalizingFlowGenerator",
     "wgan-gp": "caloedu.generators.wgan_gp:WGANGPGenerator",
     "mdma": "caloedu.generators.mdma:MDMAGenerator",
+    "vae": "caloedu.generators.vae:VAEGenerator",
 }
 
 

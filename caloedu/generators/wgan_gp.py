@@ -30,49 +30,27 @@ from caloedu.generators.adversarial import gradient_penalty, response_matching_l
 from caloedu.generators.gan import AdversarialGenerator
 from caloedu.generators.options import GeneratorOptions, option
 from caloedu.generators.velocity import RingMeanFieldVelocity
-from caloedu.layers.conditioning import FiLMResidualBlock, FourierFeatures
+from caloedu.layers.conditioning import FourierFeatures
+from caloedu.layers.mlp import ConditionalResidualMLP
 
 GENERATOR_ARCHITECTURES = ("auto", "mlp", "mean-field")
 DEFAULT_UNITS = {"mlp": 512, "mean-field": 64}
 
 
 @keras.saving.register_keras_serializable(package="caloedu")
-class VoxelGeneratorMLP(keras.layers.Layer):
-    """(noise (B, latent_dim), condition (B, 1)) -> features (B, n_features): a residual MLP whose blocks
-    are modulated by the condition's Fourier features (FiLM, `caloedu.layers.conditioning`)."""
+class VoxelGeneratorMLP(ConditionalResidualMLP):
+    """(noise (B, latent_dim), condition (B, 1)) -> features (B, n_features): the conditional residual MLP
+    of `caloedu.layers.mlp` from noise to a shower's features."""
 
     def __init__(self, n_features, latent_dim=64, units=512, n_blocks=3, n_frequencies=4, **kwargs):
-        super().__init__(**kwargs)
-        self.n_features, self.latent_dim = int(n_features), int(latent_dim)
-        self.units, self.n_blocks, self.n_frequencies = int(units), int(n_blocks), int(n_frequencies)
-        self.fourier = FourierFeatures(self.n_frequencies, name="fourier")
-        self.embedding = keras.layers.Dense(self.units, activation="silu", name="embedding")
-        self.inputs_dense = keras.layers.Dense(self.units, name="in")
-        self.blocks = [FiLMResidualBlock(self.units, name=f"block{i}") for i in range(self.n_blocks)]
-        self.out_norm = keras.layers.LayerNormalization(name="out_norm")
-        self.out = keras.layers.Dense(self.n_features, name="out")
-
-    def build(self, noise_shape=None, condition_shape=None):
-        width = 1 + 2 * self.n_frequencies
-        self.fourier.build((None, 1))
-        self.embedding.build((None, width))
-        self.inputs_dense.build((None, self.latent_dim + width))
-        for block in self.blocks:
-            block.build((None, self.units), (None, self.units))
-        self.out_norm.build((None, self.units))
-        self.out.build((None, self.units))
-
-    def call(self, noise, condition):
-        fourier = self.fourier(condition)
-        embedding = self.embedding(fourier)
-        h = self.inputs_dense(ops.concatenate([noise, fourier], axis=-1))
-        for block in self.blocks:
-            h = block(h, embedding)
-        return self.out(self.out_norm(h))
+        kwargs.pop("input_dim", None), kwargs.pop("output_dim", None)
+        super().__init__(latent_dim, n_features, units, n_blocks, n_frequencies, **kwargs)
+        self.n_features, self.latent_dim = self.output_dim, self.input_dim
 
     def get_config(self):
-        return {**super().get_config(), "n_features": self.n_features, "latent_dim": self.latent_dim,
-                "units": self.units, "n_blocks": self.n_blocks, "n_frequencies": self.n_frequencies}
+        config = super().get_config()
+        config.pop("input_dim"), config.pop("output_dim")
+        return {**config, "n_features": self.n_features, "latent_dim": self.latent_dim}
 
 
 @keras.saving.register_keras_serializable(package="caloedu")

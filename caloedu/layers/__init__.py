@@ -23,6 +23,7 @@ from caloedu.layers.coupling import (
 )
 from caloedu.layers.conditioning import ConditionEmbedding, FiLMResidualBlock, FourierFeatures, fourier_features
 from caloedu.layers.splines import rational_quadratic_spline
+from caloedu.layers.mlp import ConditionalResidualMLP
 from caloedu.layers.masks import causal_mask, merge_masks, padding_mask
 from caloedu.layers.mean_field import (
     MDMACriticNetwork,
@@ -47,5 +48,5 @@ __all__ = [
     "conditional_coupling_forward", "CouplingSubnet", "CouplingBlock", "FixedPermutation", "ActNorm", "CouplingFlow",
     "TwoStageFlow", "rational_quadratic_spline",
     "masked_attention_pooling", "masked_mean", "mean_field_pooling", "math_attention", "WeightNormDense", "MeanFieldAttentionBlock",
-    "MDMAGeneratorNetwork", "MDMACriticNetwork",
+    "MDMAGeneratorNetwork", "MDMACriticNetwork", "ConditionalResidualMLP",
 ]
