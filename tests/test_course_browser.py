@@ -28,7 +28,8 @@ sync_api = pytest.importorskip(
 
 EXERCISE = "exercises/01_attention/01_attention.ipynb"
 LECTURE = "lectures/01_attention.ipynb"
-ASSIGNMENTS = ["01_attention", "02_calorimeter_showers", "05_normalizing_flows", "06_flow_matching"]
+ASSIGNMENTS = ["01_attention", "02_calorimeter_showers", "03_gans", "04_variational_autoencoders",
+               "05_normalizing_flows", "06_flow_matching"]
 SYSTEM_CHROMIUMS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 

@@ -75,6 +75,8 @@ def test_the_lectures_name_the_pieces_the_library_holds():
                  "sinusoidal_encoding", "affine_forward", "affine_inverse", "standard_normal_log_prob", "permute",
                  "inverse_permutation", "conditional_coupling_forward", "wasserstein_critic_loss",
                  "wasserstein_generator_loss", "interpolate", "gradient_penalty", "feature_matching_loss",
-                 "response_matching_loss", "masked_mean", "mean_field_pooling", "masked_attention_pooling"):
+                 "response_matching_loss", "masked_mean", "mean_field_pooling", "masked_attention_pooling",
+                 "reparameterize", "gaussian_kl", "diagonal_normal_log_prob", "negative_elbo",
+                 "importance_weighted_bound"):
         assert name in LIBRARY, f"caloedu has no function {name} any more, but a notebook says it does"
         assert any(name in dict(hand_built_functions(path)) for path in NOTEBOOKS), f"no notebook builds {name}"

@@ -30,7 +30,8 @@ def showers():
 
 @pytest.fixture(scope="module")
 def trained(showers):
-    vae = VAEGenerator(GEOMETRY, seed=0, latent_dim=4, units=32, n_blocks=1, kl_warmup_steps=10, ema_momentum=None)
+    vae = VAEGenerator(GEOMETRY, decoder="gaussian", seed=0, latent_dim=4, units=32, n_blocks=1, kl_warmup_steps=10,
+                       ema_momentum=None)
     vae.fit(*showers, epochs=3, batch_size=64, verbose=0)
     return vae
 
@@ -142,12 +143,18 @@ def test_kl_warm_up_and_free_bits():
 
 
 def test_the_shares_decoder_gives_each_layer_shares_that_sum_to_one(showers):
-    vae = VAEGenerator(GEOMETRY, decoder="shares", seed=0, **VAEGenerator.smoke_options)
+    vae = VAEGenerator(GEOMETRY, seed=0, **VAEGenerator.smoke_options)  # the default decoder
     vae.fit(*showers, epochs=1, batch_size=128, verbose=0)
     assert vae.options.preprocessing == "energy-shares"
     features = vae.sample_features(showers[0][:8], seed=0)
     shares = features[:, GEOMETRY.n_layers:] * vae.share_std.numpy() + vae.share_mean.numpy()
     np.testing.assert_allclose(GEOMETRY.layer_energies(shares), 1.0, rtol=1e-4)
+    # a draw of the decoder: a multinomial of share_weight draws per layer, so shares are multiples of 1 / draws
+    draws = vae.options.share_weight
+    np.testing.assert_allclose(shares * draws, np.round(shares * draws), atol=1e-3)
+    means = vae.sample_features(showers[0][:8], seed=0, decoder_noise=False)
+    mean_shares = means[:, GEOMETRY.n_layers:] * vae.share_std.numpy() + vae.share_mean.numpy()
+    assert np.all(mean_shares > 0) and (shares == 0).mean() > 0.2  # a softmax is never 0; a draw leaves voxels empty
     generated = vae.sample(showers[0][:8], seed=0)
     assert generated.shape == (8, GEOMETRY.n_voxels) and np.all(generated >= 0)
     with pytest.raises(ValueError, match="decoder='gaussian'"):
@@ -159,3 +166,26 @@ def test_options_refuse_a_decoder_on_the_wrong_representation():
         VAEGenerator(GEOMETRY, decoder="shares", preprocessing="inn-gap")
     with pytest.raises(ValueError, match="kl_warmup_steps must be >= 0"):
         VAEGenerator(GEOMETRY, kl_warmup_steps=-1)
+
+
+def test_sampling_draws_from_the_decoders_gaussian_unless_told_to_take_its_mean(trained, showers):
+    energies = showers[0][:64]
+    mean_a = trained.sample_features(energies, seed=0, decoder_noise=False)
+    mean_b = trained.sample_features(energies, seed=0, decoder_noise=False)
+    noisy = trained.sample_features(energies, seed=0)
+    np.testing.assert_array_equal(mean_a, mean_b)
+    # the same z (drawn first from the same seed), plus sigma * noise: the residual's spread is the decoder's sigma
+    z = np.random.default_rng(0).standard_normal((64, trained.options.latent_dim), dtype=np.float32)
+    with torch.no_grad(), trained.averaged_weights():
+        mean, log_var, _ = trained.decoder_outputs(torch.as_tensor(z), torch.as_tensor(trained.condition(energies)))
+    np.testing.assert_allclose(mean_a, mean.numpy(), rtol=1e-5, atol=1e-5)
+    ratio = (noisy - mean_a) / np.exp(0.5 * log_var.numpy())
+    assert abs(ratio.std() - 1.0) < 0.05 and abs(ratio.mean()) < 0.05
+
+
+def test_one_learned_variance_per_feature_is_a_weight_of_the_model(showers):
+    vae = VAEGenerator(GEOMETRY, decoder="gaussian", decoder_variance="feature", seed=0, **VAEGenerator.smoke_options)
+    vae.fit(*showers, epochs=1, batch_size=128, verbose=0)
+    assert tuple(vae.decoder_log_var.shape) == (vae.layout.n_features,)
+    assert np.any(vae.decoder_log_var.numpy() != 0.0)  # trained
+    assert np.all(np.isfinite(vae.log_prob(*[a[:10] for a in showers])))

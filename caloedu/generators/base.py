@@ -120,6 +120,7 @@ class ShowerGenerator(NamedOptimizers, keras.Model):
     representation_kinds = ("voxels",)
     trains_on_dequantized = False  # a likelihood family learns the density of dequantised showers (log_prob's)
     likelihood_is_bound = False  # feature_log_prob is a lower bound drawn at random (a VAE's): it takes an rng
+    likelihood_options = {}  # options a family needs for its likelihood when its defaults have none (a VAE's decoder)
     smoke_options = {}  # options for a minimal instance that trains in a second (tests, demos)
     default_batch_size = 256  # what the CLI and the benches train with unless told (--batch-size)
 
