@@ -146,7 +146,7 @@ def test_the_shares_decoder_gives_each_layer_shares_that_sum_to_one(showers):
     vae = VAEGenerator(GEOMETRY, seed=0, **VAEGenerator.smoke_options)  # the default decoder
     vae.fit(*showers, epochs=1, batch_size=128, verbose=0)
     assert vae.options.preprocessing == "energy-shares"
-    features = vae.sample_features(showers[0][:8], seed=0)
+    features = vae.sample_features(showers[0][:8], seed=0, spots_per_gev=None)
     shares = features[:, GEOMETRY.n_layers:] * vae.share_std.numpy() + vae.share_mean.numpy()
     np.testing.assert_allclose(GEOMETRY.layer_energies(shares), 1.0, rtol=1e-4)
     # a draw of the decoder: a multinomial of share_weight draws per layer, so shares are multiples of 1 / draws
@@ -157,6 +157,11 @@ def test_the_shares_decoder_gives_each_layer_shares_that_sum_to_one(showers):
     assert np.all(mean_shares > 0) and (shares == 0).mean() > 0.2  # a softmax is never 0; a draw leaves voxels empty
     generated = vae.sample(showers[0][:8], seed=0)
     assert generated.shape == (8, GEOMETRY.n_voxels) and np.all(generated >= 0)
+    # by default the draws are energy spots, spots_per_gev per GeV of the layer: more hits at higher energy
+    low, high = vae.sample(np.full(200, 2e3), seed=1), vae.sample(np.full(200, 5e5), seed=1)
+    assert (low > 0).mean() < 0.5 * (high > 0).mean()
+    fixed = vae.sample(np.full(200, 2e3), seed=1, spots_per_gev=None)
+    assert (low > 0).mean() < (fixed > 0).mean()  # 100 draws in a 2 GeV shower's layers: too many hits
     with pytest.raises(ValueError, match="decoder='gaussian'"):
         vae.log_prob(*showers)
 

@@ -1,7 +1,8 @@
 """``caloedu bench generator --model NAME``: train any registered generator family on simulated showers for a
 budget, then print its training throughput, sampling time per shower (batch 1 and batch 10,000), quality
-(classifier AUC, low and high level, separation powers) against held-out simulated showers and, for a
-family with a likelihood, the log-likelihood of the held-out showers.
+(classifier AUC, low and high level, separation powers) against held-out simulated showers and the family's
+``quality_report``: the log-likelihood of the held-out showers for a family with one, a VAE's ELBO and IWAE
+bounds and its KL per latent dimension.
 
     caloedu bench generator --model flow-matching --geometry teaching --minutes 10
     caloedu bench generator --model flow-matching --geometry teaching --showers 1.6e6 --threads 2

@@ -94,6 +94,7 @@ class VAEOptions(GeneratorOptions):
                 raise ValueError(f"Option {name} must be >= 0, got {getattr(self, name)}.")
         if not self.share_weight > 0:
             raise ValueError(f"Option share_weight must be positive, got {self.share_weight}.")
+
         if self.gradient_clip is not None and not self.gradient_clip > 0:
             raise ValueError(f"gradient_clip must be positive (or None), got {self.gradient_clip}.")
         if self.decoder == "shares" and self.preprocessing != "energy-shares":
@@ -112,10 +113,16 @@ class VAESampling(SamplingOptions):
               "False: its mean, a smooth shower without the voxels' own fluctuations")
     temperature: float = option(1.0, "standard deviation of the prior's z; below 1 trades diversity for typical "
                                      "showers")
+    spots_per_gev: float | None = option(
+        45.0, "the 'shares' decoder's draw: this many energy spots per GeV of each layer's energy (at least one), "
+              "as GFLASH's spot count grows about linearly with the energy; None: share_weight draws at every "
+              "energy")
 
     def check(self):
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}.")
+        if self.spots_per_gev is not None and not self.spots_per_gev > 0:
+            raise ValueError(f"spots_per_gev must be positive (or None), got {self.spots_per_gev}.")
 
 
 @keras.saving.register_keras_serializable(package="caloedu")
@@ -322,7 +329,7 @@ class VAEGenerator(ShowerGenerator):
         return lines
 
     # --- sampling ------------------------------------------------------------------------------
-    def generate(self, condition, rng, decoder_noise=True, temperature=1.0):
+    def generate(self, condition, rng, decoder_noise=True, temperature=1.0, spots_per_gev=45.0):
         """Features (B, D): z ~ N(0, temperature^2) drawn from ``rng`` in shower order, decoded (its mean, or a
         draw with ``decoder_noise``)."""
         import torch
@@ -335,22 +342,30 @@ class VAEGenerator(ShowerGenerator):
                                     device=device)
         features = self.decode(torch.as_tensor(z, device=device), condition, noise)
         if decoder_noise and self.options.decoder == "shares":
-            features = torch.as_tensor(self._draw_shares(features.cpu().numpy(), rng), device=device)
+            features = features.cpu().numpy()
+            draws = max(1, int(round(self.options.share_weight)))
+            if spots_per_gev is not None:  # spots in proportion to each layer's energy
+                energies = self.energy_condition.inverse(condition.cpu().numpy())
+                layers = self.geometry.layer_energies(self.representation.inverse(energies, features))  # (B, L) MeV
+                draws = np.maximum(1, np.round(spots_per_gev * layers / 1e3)).astype(np.int64)
+            features = torch.as_tensor(self._draw_shares(features, draws, rng), device=device)
         return features
 
-    def _draw_shares(self, features, rng):
+    def _draw_shares(self, features, draws, rng):
         """The 'shares' decoder's draw of p(x | z, E): its cross-entropy is the log-likelihood of a multinomial
-        of ``share_weight`` draws over each layer's voxels, so a sample is such a draw (counts / share_weight):
-        voxels the softmax gives little probability stay empty, as in a shower. Features in and out (B, D)."""
-        n, draws = self.layout.n_scalars, max(1, int(round(self.options.share_weight)))
+        of ``share_weight`` draws over each layer's voxels, so a sample is such a draw (counts / draws): voxels
+        the softmax gives little probability stay empty, as in a shower. Features in and out (B, D); ``draws``
+        an int, or (B, n_layers) ints (``spots_per_gev``)."""
+        n = self.layout.n_scalars
+        draws = np.broadcast_to(np.asarray(draws, dtype=np.int64), (len(features), len(self.layout.voxels_per_layer)))
         mean, std = self.share_mean.numpy(), self.share_std.numpy()
         shares = np.clip(features[:, n:].astype(np.float64) * std + mean, 0.0, None)
         start = 0
-        for size in self.layout.voxels_per_layer:
+        for layer, size in enumerate(self.layout.voxels_per_layer):
             if size:
                 block = shares[:, start:start + size]
                 block /= np.maximum(block.sum(axis=1, keepdims=True), 1e-300)
-                shares[:, start:start + size] = rng.multinomial(draws, block) / draws
+                shares[:, start:start + size] = rng.multinomial(draws[:, layer], block) / draws[:, layer, None]
             start += size
         features = features.copy()
         features[:, n:] = (shares - mean) / std
