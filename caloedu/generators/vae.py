@@ -21,12 +21,15 @@ Two decoders (``decoder``):
   layer's energy ('energy-shares' representation) and a Gaussian on the u-variables of the layer energies;
   the shares' reconstruction is a cross-entropy counted ``share_weight`` times (a multinomial with that many
   draws), and sampling draws such a multinomial (``decoder_noise``): a voxel with a small share stays empty,
-  as in a shower. Shares sum to 1 by construction, but a cross-entropy is not a density, so it has no
-  ``log_prob``.
+  as in a shower. The number of draws is a sampling option: ``spots_per_gev`` per GeV of the layer's energy, as
+  GFLASH deposits a shower in energy spots whose number grows with the energy (a fixed number hits too many
+  voxels at low energy and too few at high energy). Shares sum to 1 by construction, but a cross-entropy is
+  not a density, so it has no ``log_prob``.
 
 'shares' is the default: after 10 minutes on 2 CPU cores its showers were far harder to tell from simulated
-ones than the Gaussian's (README, "Results": low-level AUC 0.952 against 0.998); the Gaussian is the one with
-a likelihood bound.
+ones than the Gaussian's (README, "Results", has the classifier AUCs); the Gaussian is the one with a
+likelihood bound.
+
 The file reads top to bottom: the options, the networks, the generator.
 """
 
