@@ -55,6 +55,7 @@ DECODERS = ("gaussian", "shares")
 DECODER_VARIANCES = ("feature", "shower")
 DECODER_PREPROCESSING = {"gaussian": "inn-gap", "shares": "energy-shares"}
 LOG_VAR_RANGE = (-12.0, 6.0)  # bounds on every log-variance: a collapsing variance cannot make the loss -inf
+IWAE_REPORT_SAMPLES = 16  # the bench's IWAE bound: 16 posterior draws per shower
 
 
 @dataclasses.dataclass
@@ -374,5 +375,3 @@ class VAEGenerator(ShowerGenerator):
         features[:, n:] = (shares - mean) / std
         return features
 
-
-IWAE_REPORT_SAMPLES = 16  # the bench's IWAE bound: 16 posterior draws per shower

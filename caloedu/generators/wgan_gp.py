@@ -43,7 +43,6 @@ class VoxelGeneratorMLP(ConditionalResidualMLP):
     of `caloedu.layers.mlp` from noise to a shower's features."""
 
     def __init__(self, n_features, latent_dim=64, units=512, n_blocks=3, n_frequencies=4, **kwargs):
-        kwargs.pop("input_dim", None), kwargs.pop("output_dim", None)
         super().__init__(latent_dim, n_features, units, n_blocks, n_frequencies, **kwargs)
         self.n_features, self.latent_dim = self.output_dim, self.input_dim
 
