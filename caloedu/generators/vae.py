@@ -98,7 +98,6 @@ class VAEOptions(GeneratorOptions):
                 raise ValueError(f"Option {name} must be >= 0, got {getattr(self, name)}.")
         if not self.share_weight > 0:
             raise ValueError(f"Option share_weight must be positive, got {self.share_weight}.")
-
         if self.gradient_clip is not None and not self.gradient_clip > 0:
             raise ValueError(f"gradient_clip must be positive (or None), got {self.gradient_clip}.")
         if self.decoder == "shares" and self.preprocessing != "energy-shares":
@@ -347,8 +346,9 @@ class VAEGenerator(ShowerGenerator):
         features = self.decode(torch.as_tensor(z, device=device), condition, noise)
         if decoder_noise and self.options.decoder == "shares":
             features = features.cpu().numpy()
-            draws = max(1, int(round(self.options.share_weight)))
-            if spots_per_gev is not None:  # spots in proportion to each layer's energy
+            if spots_per_gev is None:
+                draws = max(1, int(round(self.options.share_weight)))
+            else:  # spots in proportion to each layer's energy
                 energies = self.energy_condition.inverse(condition.cpu().numpy())
                 layers = self.geometry.layer_energies(self.representation.inverse(energies, features))  # (B, L) MeV
                 draws = np.maximum(1, np.round(spots_per_gev * layers / 1e3)).astype(np.int64)
